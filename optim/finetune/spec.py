@@ -1,0 +1,61 @@
+"""The fine-tuning spec (YAML), validated without importing any training library."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+
+
+class StrictModel(BaseModel):
+    """Base of every spec: unknown keys are errors, not warnings."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class FinetuneDataSpec(StrictModel):
+    """A COCO folder (`root/<split>/` + `root/annotations/instances_<split>.json`)."""
+
+    root: Path = Path("data/synthetic")
+    train_split: str = "train"
+    val_split: str = "val"
+    test_split: str | None = "test"
+    generate: bool = Field(True, description="generate the synthetic data set at `root` if it is missing")
+    val_images: int | None = Field(None, ge=1, description="evaluate on the first N val images only")
+
+
+class FinetuneModelSpec(StrictModel):
+    """Start from an architecture with random weights (`arch`) or from a zoo model / folder / hub id (`init`)."""
+
+    arch: Literal["synth-detr", "tiny-detr", "detr-r50"] | None = "synth-detr"
+    init: str | None = None
+
+    @model_validator(mode="after")
+    def _one_source(self) -> "FinetuneModelSpec":
+        if (self.arch is None) == (self.init is None):
+            raise ValueError("give exactly one of 'arch' (random init) or 'init' (a model to start from)")
+        return self
+
+
+class FinetuneSpec(StrictModel):
+    """Everything a fine-tuning run needs; both trainers read the same spec."""
+
+    name: str
+    trainer: Literal["transformers", "lightning"] = "transformers"
+    model: FinetuneModelSpec = FinetuneModelSpec()
+    data: FinetuneDataSpec = FinetuneDataSpec()
+    input_size: tuple[int, int] = (128, 128)
+    steps: int = Field(30000, ge=1)
+    batch_size: int = Field(16, ge=1)
+    lr: float = Field(2e-4, gt=0, le=1)
+    weight_decay: float = Field(1e-4, ge=0)
+    warmup_steps: int = Field(500, ge=0)
+    grad_clip: float = Field(0.1, gt=0)
+    hflip: bool = True
+    eval_every: int = Field(2000, ge=1)
+    save_every: int = Field(1000, ge=1)
+    logger: Literal["csv", "tensorboard"] = "csv"
+    seed: int = 0
+    threads: int | None = Field(None, ge=1, description="torch intra-op threads (default: all cores)")
+    output_dir: Path = Path("runs/finetune")

@@ -1,0 +1,67 @@
+"""PyTorch eager and torch.compile engines (FP32, BF16 autocast, dynamic INT8, FP16 on CUDA)."""
+
+from __future__ import annotations
+
+import time
+
+import numpy as np
+import torch
+
+from optim.engines.base import BuildContext, BuildInfo, Engine
+from optim.spec import QuantizeStep
+
+
+def quantize_dynamic_int8(model: torch.nn.Module, keep_float: list[str]) -> torch.nn.Module:
+    """PyTorch dynamic INT8 of every `nn.Linear` outside the `keep_float` DETR blocks."""
+    from optim.models.blocks import modules_in_blocks
+
+    kept = modules_in_blocks(model, keep_float)
+    targets = {name for name, module in model.named_modules() if isinstance(module, torch.nn.Linear) and name not in kept}
+    return torch.ao.quantization.quantize_dynamic(model, qconfig_spec=targets, dtype=torch.qint8)
+
+
+class PyTorchEngine(Engine):
+    """Eager PyTorch; `torch_compile` subclasses it and compiles the module."""
+
+    kind = "pytorch"
+
+    def build(self, model, quantize: QuantizeStep | None, context: BuildContext) -> BuildInfo:
+        start = time.perf_counter()
+        self.device = torch.device(self.spec.device)
+        self.dtype = None
+        notes = []
+        method = quantize.method if quantize else None
+        if method == "torch_dynamic":
+            model = quantize_dynamic_int8(model, quantize.keep_float)
+            notes.append("dynamic INT8 Linear layers (weights INT8, activations quantized per batch)")
+        elif method in ("fp16", "bf16"):
+            self.dtype = torch.float16 if method == "fp16" else torch.bfloat16
+            notes.append(f"{method} autocast; {', '.join(quantize.keep_float) or 'no blocks'} kept in float32")
+        self.model = self._wrap(model.to(self.device).eval())
+        self.keep_float = quantize.keep_float if quantize else []
+        return BuildInfo(build_seconds=time.perf_counter() - start, notes=notes)
+
+    def _wrap(self, model: torch.nn.Module):
+        return model
+
+    @torch.no_grad()
+    def infer(self, pixel_values: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        inputs = torch.from_numpy(pixel_values).to(self.device)
+        if self.dtype is None:
+            outputs = self.model(pixel_values=inputs)
+        else:
+            with torch.autocast(self.device.type, dtype=self.dtype):
+                outputs = self.model(pixel_values=inputs)
+        return outputs.logits.float().cpu().numpy(), outputs.pred_boxes.float().cpu().numpy()
+
+    def close(self) -> None:
+        self.model = None
+
+
+class TorchCompileEngine(PyTorchEngine):
+    """`torch.compile` (Inductor); the first inference pays the compilation, reported as first-inference time."""
+
+    kind = "torch_compile"
+
+    def _wrap(self, model: torch.nn.Module):
+        return torch.compile(model, mode=self.spec.compile_mode, dynamic=False)

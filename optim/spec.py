@@ -1,0 +1,240 @@
+"""The experiment spec: typed, strict, validated without importing any heavy library.
+
+A spec names a model, a data set, latency settings and variants; a variant is an ordered chain of
+steps (`prune`, `distill`, then at most one `quantize`, last) plus an engine. `matrix:` expands
+engines x precisions into variants. Environment checks (is the engine installed, is there a GPU)
+happen later, just before a variant runs (`optim.engines.registry.check_available`).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated, Literal, Union
+
+from pydantic import Field, model_validator
+
+from optim.finetune.spec import StrictModel
+
+EngineKind = Literal["pytorch", "torch_compile", "onnxruntime", "openvino", "tensorrt", "torch_tensorrt"]
+Precision = Literal["fp32", "fp16", "bf16", "int8"]
+Block = Literal["backbone", "encoder", "decoder", "heads"]
+
+GPU_ENGINES = {"tensorrt", "torch_tensorrt"}
+# Which quantize methods each engine can run; validated at load time.
+METHODS_BY_ENGINE: dict[str, set[str]] = {
+    "pytorch": {"torch_dynamic", "fp16", "bf16"},
+    "torch_compile": {"torch_dynamic", "fp16", "bf16"},
+    "onnxruntime": {"ort_static", "ort_dynamic", "inc", "fp16"},
+    "openvino": {"nncf", "fp16", "bf16"},
+    "tensorrt": {"fp16", "int8", "modelopt_int8", "modelopt_fp8"},
+    "torch_tensorrt": {"fp16", "int8"},
+}
+# The quantize method a `matrix:` precision means on each engine.
+DEFAULT_METHOD = {
+    ("pytorch", "int8"): "torch_dynamic", ("torch_compile", "int8"): "torch_dynamic",
+    ("onnxruntime", "int8"): "ort_static", ("openvino", "int8"): "nncf",
+    ("tensorrt", "int8"): "int8", ("torch_tensorrt", "int8"): "int8",
+}
+
+
+class DataSpec(StrictModel):
+    """The evaluation and calibration data: the built-in synthetic set or any COCO folder."""
+
+    dataset: Literal["synthetic", "coco"] = "synthetic"
+    root: Path = Path("data/synthetic")
+    eval_split: str = "test"
+    eval_images: int | None = Field(200, ge=1, description="first N images of eval_split; null = all")
+    calibration_split: str = "val"
+    calibration_images: int = Field(64, ge=1, le=10000)
+
+    @model_validator(mode="after")
+    def _calibration_apart(self) -> "DataSpec":
+        if self.calibration_split == self.eval_split:
+            raise ValueError("calibration_split must differ from eval_split (calibration images must never be "
+                             "evaluation images); e.g. calibrate on 'val' and evaluate on 'test'")
+        return self
+
+
+class LatencySpec(StrictModel):
+    """How latency is measured: warm-up, then timed iterations bounded by count and time."""
+
+    warmup_iters: int = Field(10, ge=0)
+    min_iters: int = Field(30, ge=1)
+    max_iters: int = Field(300, ge=1)
+    max_seconds: float = Field(8.0, gt=0)
+    threads: int | None = Field(None, ge=1, description="intra-op threads for every engine (default: all cores)")
+
+    @model_validator(mode="after")
+    def _bounds(self) -> "LatencySpec":
+        if self.min_iters > self.max_iters:
+            raise ValueError("min_iters must be <= max_iters")
+        return self
+
+
+class ProfileSpec(StrictModel):
+    """Profilers to run after the timed measurement (never during it)."""
+
+    torch_profiler: bool = False
+    pyinstrument: bool = False
+    nvtx: bool = False
+    stages: bool = Field(True, description="per-stage latency breakdown (backbone/encoder/decoder/...)")
+
+
+class QuantizeStep(StrictModel):
+    """Post-training quantization or a float cast, applied by the engine's own tools."""
+
+    kind: Literal["quantize"]
+    method: Literal["ort_static", "ort_dynamic", "nncf", "inc", "torch_dynamic", "fp16", "bf16", "int8",
+                    "modelopt_int8", "modelopt_fp8"]
+    per_channel: bool = True
+    calibration: Literal["minmax", "entropy", "percentile"] = "minmax"
+    keep_float: list[Block] = Field(default_factory=list, description="DETR blocks left in float")
+    ignored_scope: list[str] = Field(default_factory=list, description="NNCF: node-name patterns (regex) to skip")
+    accuracy_tolerance: float = Field(0.01, ge=0, le=1, description="INC: allowed relative mAP drop")
+    max_trials: int = Field(10, ge=1, le=200, description="INC: tuning trials")
+
+
+class PruneStep(StrictModel):
+    """Structured or unstructured pruning of the PyTorch model."""
+
+    kind: Literal["prune"]
+    method: Literal["channels", "decoder_layers", "encoder_layers", "queries", "heads", "unstructured", "semi_structured_2_4"]
+    ratio: float = Field(0.3, gt=0, lt=1, description="channels/heads/unstructured: fraction removed")
+    keep: int | None = Field(None, ge=1, description="layers/queries: how many to keep")
+    importance: Literal["magnitude", "taylor"] = "magnitude"
+    finetune_steps: int = Field(0, ge=0, description="short fine-tuning after pruning, without a teacher")
+
+
+class DistillStep(StrictModel):
+    """Train the current model (student) to match a teacher's matched logits and boxes."""
+
+    kind: Literal["distill"]
+    teacher: str = Field("baseline", description="'baseline' or any zoo name / folder / hub id")
+    steps: int = Field(500, ge=1)
+    lr: float = Field(1e-4, gt=0)
+    batch_size: int = Field(16, ge=1)
+    feature_weight: float = Field(0.0, ge=0, description="weight of the encoder-feature MSE term")
+
+
+Step = Annotated[Union[QuantizeStep, PruneStep, DistillStep], Field(discriminator="kind")]
+
+
+class EngineSpec(StrictModel):
+    """An inference engine and its options."""
+
+    kind: EngineKind = "pytorch"
+    device: Literal["cpu", "cuda"] = "cpu"
+    compile_mode: Literal["default", "reduce-overhead", "max-autotune"] = "default"
+    providers: list[Literal["cpu", "cuda", "tensorrt"]] = Field(default_factory=lambda: ["cpu"])
+    opset: int = Field(17, ge=13, le=21)
+
+    @model_validator(mode="after")
+    def _device(self) -> "EngineSpec":
+        if self.kind in GPU_ENGINES and self.device != "cuda":
+            raise ValueError(f"engine '{self.kind}' runs only on a GPU: set device: cuda")
+        return self
+
+
+class VariantSpec(StrictModel):
+    """One thing to measure: a chain of steps plus an engine."""
+
+    name: str = Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]*$", max_length=80)
+    steps: list[Step] = Field(default_factory=list)
+    engine: EngineSpec = EngineSpec()
+    profile: ProfileSpec | None = None
+
+    @model_validator(mode="after")
+    def _chain(self) -> "VariantSpec":
+        quantize = [i for i, step in enumerate(self.steps) if step.kind == "quantize"]
+        if len(quantize) > 1:
+            raise ValueError("at most one quantize step per variant")
+        if quantize and quantize[0] != len(self.steps) - 1:
+            raise ValueError("quantize must be the last step (prune/distill act on the float model first)")
+        if quantize:
+            method = self.steps[quantize[0]].method
+            allowed = METHODS_BY_ENGINE[self.engine.kind]
+            if method not in allowed:
+                raise ValueError(f"quantize method '{method}' cannot run on engine '{self.engine.kind}'; "
+                                 f"choose one of {sorted(allowed)} or another engine")
+            if method == "fp16" and self.engine.device == "cpu" and self.engine.kind != "openvino":
+                raise ValueError(f"fp16 on the CPU engine '{self.engine.kind}' is not supported: use "
+                                 "device: cuda, or bf16 / int8 on CPU")
+        return self
+
+    @property
+    def precision(self) -> str:
+        """fp32, or what the quantize step makes of the model."""
+        for step in self.steps:
+            if step.kind == "quantize":
+                return {"fp16": "fp16", "bf16": "bf16", "modelopt_fp8": "fp8"}.get(step.method, "int8")
+        return "fp32"
+
+
+class MatrixSpec(StrictModel):
+    """engines x precisions, each cell a variant named `<engine>-<precision>`."""
+
+    engines: list[EngineKind]
+    precisions: list[Precision] = Field(default_factory=lambda: ["fp32"])
+    device: Literal["cpu", "cuda"] = "cpu"
+
+    def expand(self) -> list[VariantSpec]:
+        """The variants of the matrix; cells an engine cannot run are skipped, not errors."""
+        variants = []
+        for engine in self.engines:
+            for precision in self.precisions:
+                steps = []
+                if precision != "fp32":
+                    method = DEFAULT_METHOD.get((engine, precision), precision)
+                    if method not in METHODS_BY_ENGINE[engine]:
+                        continue
+                    if method == "fp16" and self.device == "cpu" and engine != "openvino":
+                        continue
+                    steps = [QuantizeStep(kind="quantize", method=method)]
+                variants.append(VariantSpec(name=f"{engine}-{precision}", steps=steps,
+                                            engine=EngineSpec(kind=engine, device=self.device)))
+        return variants
+
+
+class ExperimentSpec(StrictModel):
+    """A whole experiment: `python -m optim.run SPEC.yaml`."""
+
+    name: str = Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]*$", max_length=80)
+    description: str = ""
+    model: str = "synth-detr"
+    trust_remote_code: bool = False
+    data: DataSpec = DataSpec()
+    input_size: tuple[int, int] | None = Field(None, description="(height, width); default: the model's own")
+    batch_sizes: list[Annotated[int, Field(ge=1, le=256)]] = Field(default_factory=lambda: [1])
+    eval_batch_size: int = Field(8, ge=1)
+    baseline: str | None = Field(None, description="variant name; default: the first variant")
+    seed: int = 0
+    latency: LatencySpec = LatencySpec()
+    profile: ProfileSpec = ProfileSpec()
+    variants: list[VariantSpec] = Field(default_factory=list)
+    matrix: MatrixSpec | None = None
+    output_dir: Path = Path("reports")
+
+    @model_validator(mode="after")
+    def _variants(self) -> "ExperimentSpec":
+        names = [v.name for v in self.all_variants()]
+        if not names:
+            raise ValueError("no variants: add 'variants:' or 'matrix:'")
+        duplicates = sorted({n for n in names if names.count(n) > 1})
+        if duplicates:
+            raise ValueError(f"variant names must be unique; repeated: {duplicates}")
+        if self.baseline is not None and self.baseline not in names:
+            raise ValueError(f"baseline '{self.baseline}' is not a variant; choose one of {names}")
+        return self
+
+    def all_variants(self) -> list[VariantSpec]:
+        """Explicit variants first, then the matrix cells."""
+        return list(self.variants) + (self.matrix.expand() if self.matrix else [])
+
+    @property
+    def baseline_name(self) -> str:
+        """The variant every other is compared with."""
+        return self.baseline or self.all_variants()[0].name
+
+    def profile_of(self, variant: VariantSpec) -> ProfileSpec:
+        """A variant's own profile settings, else the experiment's."""
+        return variant.profile or self.profile

@@ -1,0 +1,99 @@
+"""Figures derived from a results dict (what the runner writes as results.json), shared by the HTML
+page and the CSV: the latency batch to compare at, deltas and speedups against the baseline, and the
+accuracy-vs-latency Pareto frontier. Pure Python, no heavy imports."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterable
+from typing import Any
+
+STAGES = ("preprocess", "backbone", "encoder", "decoder", "heads", "postprocess", "other")
+
+
+def measured(value: Any) -> float | None:
+    """`value` as a finite float, else None (missing, null, NaN, and pycocotools' -1 'no such objects')."""
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        return None
+    value = float(value)
+    if not math.isfinite(value) or value < 0:
+        return None
+    return value
+
+
+def latency_by_batch(variant: dict) -> dict[int, dict]:
+    """The variant's latency records keyed by batch size as int (JSON gives string keys)."""
+    out: dict[int, dict] = {}
+    for key, record in (variant.get("latency") or {}).items():
+        try:
+            out[int(key)] = record or {}
+        except (TypeError, ValueError):
+            continue
+    return dict(sorted(out.items()))
+
+
+def is_ok(variant: dict) -> bool:
+    """Whether the variant ran to the end."""
+    return variant.get("status") == "ok"
+
+
+def compare_batch(results: dict) -> int | None:
+    """The batch size latency is compared at: the smallest batch any successful variant measured."""
+    sizes = [b for v in results.get("variants", []) if is_ok(v) for b in latency_by_batch(v)]
+    return min(sizes) if sizes else None
+
+
+def find_baseline(results: dict) -> dict | None:
+    """The baseline variant if it ran successfully, else None (then nothing is compared)."""
+    name = results.get("baseline")
+    for variant in results.get("variants", []):
+        if variant.get("name") == name and is_ok(variant):
+            return variant
+    return None
+
+
+def p50(variant: dict, batch: int | None) -> float | None:
+    """Median latency (ms) at `batch`, or None when not measured."""
+    if batch is None:
+        return None
+    return measured(latency_by_batch(variant).get(batch, {}).get("p50_ms"))
+
+
+def map_of(variant: dict | None, key: str = "map") -> float | None:
+    """An accuracy figure of a variant (0..1), or None."""
+    if variant is None:
+        return None
+    return measured((variant.get("accuracy") or {}).get(key))
+
+
+def delta_points(variant: dict, baseline: dict | None) -> float | None:
+    """mAP difference to the baseline in percentage points (signed)."""
+    mine, base = map_of(variant), map_of(baseline)
+    if mine is None or base is None:
+        return None
+    return (mine - base) * 100.0
+
+
+def speedup(variant: dict, baseline: dict | None, batch: int | None) -> float | None:
+    """baseline p50 / variant p50 at the same batch size; > 1 means faster than the baseline."""
+    mine, base = p50(variant, batch), p50(baseline, batch) if baseline else None
+    if not mine or not base:
+        return None
+    return base / mine
+
+
+def pareto_frontier(points: Iterable[tuple[str, float, float]]) -> list[str]:
+    """Names of the (name, latency_ms, map) points no other point dominates, fastest first.
+
+    A point is dominated when another is at least as fast and at least as accurate, and strictly
+    better in one of the two; identical points therefore both stay on the frontier. Points with a
+    missing or non-finite figure are ignored.
+    """
+    valid = [(name, float(lat), float(acc)) for name, lat, acc in points
+             if measured(lat) is not None and measured(acc) is not None]
+    front = [
+        p for p in valid
+        if not any(q[1] <= p[1] and q[2] >= p[2] and (q[1] < p[1] or q[2] > p[2]) for q in valid)
+    ]
+    front.sort(key=lambda p: (p[1], -p[2], p[0]))
+    return [name for name, _, _ in front]

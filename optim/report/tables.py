@@ -1,0 +1,58 @@
+"""results.csv: one row per variant and batch size, for spreadsheets and scripts."""
+
+from __future__ import annotations
+
+import csv
+from pathlib import Path
+
+from optim.report.summary import delta_points, find_baseline, is_ok, latency_by_batch, speedup
+
+LATENCY_FIELDS = ["p50_ms", "p90_ms", "p99_ms", "mean_ms", "std_ms", "min_ms", "iters", "throughput_ips"]
+ACCURACY_FIELDS = ["map", "map_50", "map_75", "map_small", "map_medium", "map_large", "fidelity", "images"]
+VARIANT_FIELDS = ["build_seconds", "first_inference_ms", "model_size_bytes", "peak_rss_mb", "rss_mb", "threads",
+                  "params", "flops"]
+FIELDS = (["experiment", "variant", "status", "error", "baseline", "engine", "precision", "batch_size"]
+          + LATENCY_FIELDS + ["speedup_vs_baseline"] + ACCURACY_FIELDS + ["delta_map_points"] + VARIANT_FIELDS)
+
+
+def _rows(results: dict) -> list[dict]:
+    baseline = find_baseline(results)
+    rows = []
+    for variant in results.get("variants", []):
+        accuracy = variant.get("accuracy") or {}
+        common = {
+            "experiment": results.get("experiment", ""),
+            "variant": variant.get("name", ""),
+            "status": variant.get("status", ""),
+            "error": variant.get("error") or "",
+            "baseline": variant.get("name") == results.get("baseline"),
+            "engine": variant.get("engine", ""),
+            "precision": variant.get("precision", ""),
+            **{key: accuracy.get(key) for key in ACCURACY_FIELDS},
+            "delta_map_points": _round(delta_points(variant, baseline)) if is_ok(variant) else None,
+            **{key: variant.get(key) for key in VARIANT_FIELDS},
+        }
+        latency = latency_by_batch(variant)
+        if not latency:  # failed, or accuracy-only: still one row so every variant is listed
+            rows.append(common)
+        for batch, record in latency.items():
+            rows.append({**common, "batch_size": batch, **{key: record.get(key) for key in LATENCY_FIELDS},
+                         "speedup_vs_baseline": _round(speedup(variant, baseline, batch))})
+    return rows
+
+
+def _round(value: float | None) -> float | None:
+    return None if value is None else round(value, 4)
+
+
+def write_tables(results: dict, out_dir: Path) -> Path:
+    """Write out_dir/results.csv (one row per variant and batch size; empty cells = not measured)."""
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    path = out_dir / "results.csv"
+    with path.open("w", newline="") as handle:
+        writer = csv.DictWriter(handle, fieldnames=FIELDS, extrasaction="ignore")
+        writer.writeheader()
+        for row in _rows(results):
+            writer.writerow({key: ("" if value is None else value) for key, value in row.items()})
+    return path

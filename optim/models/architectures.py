@@ -7,9 +7,12 @@ from transformers import DetrConfig, ResNetConfig
 
 
 def synth_detr_config(num_labels: int = 4) -> DetrConfig:
-    """The shipped default: a small DETR for 128x128 frames (stride-16 ResNet-10-ish backbone, 8x8 tokens,
-    2 encoder + 3 decoder layers, d_model 128, 20 queries, auxiliary decoding losses)."""
-    backbone = ResNetConfig(embedding_size=32, hidden_sizes=[32, 64, 128, 256], depths=[1, 1, 1, 1],
+    """The shipped default: a small DETR for 128x128 frames (3-stage, stride-16 basic-block ResNet, 8x8
+    tokens, 2 encoder + 3 decoder layers, d_model 128, 20 queries, auxiliary decoding losses).
+
+    The backbone has exactly the stages DETR reads: Hugging Face's ResNet runs every stage even when only
+    `out_features` are used, so a fourth stage would cost time and weights for nothing."""
+    backbone = ResNetConfig(embedding_size=32, hidden_sizes=[32, 64, 128], depths=[1, 1, 1],
                             layer_type="basic", out_features=["stage3"])
     return DetrConfig(backbone_config=backbone, d_model=128, encoder_layers=2, decoder_layers=3,
                       encoder_attention_heads=4, decoder_attention_heads=4, encoder_ffn_dim=512,

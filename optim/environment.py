@@ -1,0 +1,68 @@
+"""What machine and which library versions produced a result."""
+
+from __future__ import annotations
+
+import importlib.metadata
+import os
+import platform
+
+
+def _version(package: str) -> str | None:
+    try:
+        return importlib.metadata.version(package)
+    except importlib.metadata.PackageNotFoundError:
+        return None
+
+
+def cpu_name() -> str:
+    """The CPU model name from /proc/cpuinfo (Linux), else platform's guess."""
+    try:
+        for line in open("/proc/cpuinfo"):
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
+
+
+def cpu_flags() -> set[str]:
+    """Instruction-set flags of the CPU (Linux), e.g. avx2, avx512f, amx_bf16."""
+    try:
+        for line in open("/proc/cpuinfo"):
+            if line.startswith("flags"):
+                return set(line.split(":", 1)[1].split())
+    except OSError:
+        pass
+    return set()
+
+
+def environment() -> dict:
+    """Versions, CPU, cores and GPU (if any) for the report."""
+    import torch
+
+    gpu = None
+    if torch.cuda.is_available():
+        props = torch.cuda.get_device_properties(0)
+        gpu = {"name": props.name, "memory_gb": round(props.total_memory / 2**30, 1),
+               "cuda": torch.version.cuda, "driver": _nvidia_driver()}
+    flags = cpu_flags()
+    return {
+        "python": platform.python_version(), "os": platform.platform(), "machine": platform.machine(),
+        "cpu": cpu_name(), "cores": os.cpu_count(),
+        "cpu_features": sorted(flags & {"avx2", "avx512f", "avx512_vnni", "avx_vnni", "amx_bf16", "avx512_bf16"}),
+        "torch_threads": torch.get_num_threads(), "gpu": gpu,
+        **{name: _version(name) for name in ("torch", "transformers", "onnx", "onnxruntime", "openvino", "nncf",
+                                              "neural-compressor", "torch-pruning", "pycocotools", "tensorrt",
+                                              "torch-tensorrt", "nvidia-modelopt", "detr-optim-lab")},
+    }
+
+
+def _nvidia_driver() -> str | None:
+    try:
+        import subprocess
+
+        out = subprocess.run(["nvidia-smi", "--query-gpu=driver_version", "--format=csv,noheader"],
+                             capture_output=True, text=True, timeout=10)
+        return out.stdout.strip() or None
+    except (OSError, subprocess.SubprocessError):
+        return None

@@ -1,0 +1,63 @@
+"""Fine-tuning with PyTorch Lightning (periodic COCO mAP, checkpoints, resume, CSV/TensorBoard logs)."""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+import torch
+
+from optim.data.coco import collate_detection
+from optim.evaluation.evaluate import evaluate_pytorch
+from optim.finetune.common import TrainingData, export_final, lr_lambda
+from optim.finetune.spec import FinetuneSpec
+
+
+def train_lightning(spec: FinetuneSpec, model, data: TrainingData, out_dir: Path) -> dict:
+    """Train `model` with a Lightning Trainer; resumes from `out_dir/checkpoints/last.ckpt` if present."""
+    import lightning as L
+    from lightning.pytorch.callbacks import ModelCheckpoint
+    from lightning.pytorch.loggers import CSVLogger, TensorBoardLogger
+
+    class DetrModule(L.LightningModule):
+        """DETR with its own Hungarian loss; validation = COCO mAP on the val split."""
+
+        def __init__(self):
+            super().__init__()
+            self.model = model
+
+        def training_step(self, batch, batch_index):
+            loss = self.model(pixel_values=batch["pixel_values"], labels=batch["labels"]).loss
+            self.log("loss", loss, prog_bar=True, batch_size=len(batch["labels"]))
+            return loss
+
+        def validation_step(self, batch, batch_index):
+            """Validation runs once per check in `on_validation_epoch_end`; the loader is a one-item stub."""
+
+        def on_validation_epoch_end(self):
+            metrics = evaluate_pytorch(self.model, data.val)
+            self.log_dict({f"eval_{k}": v for k, v in metrics.items()}, prog_bar=False)
+
+        def configure_optimizers(self):
+            optimizer = torch.optim.AdamW(self.model.parameters(), lr=spec.lr, weight_decay=spec.weight_decay)
+            scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lr_lambda(spec))
+            return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler, "interval": "step"}}
+
+    generator = torch.Generator().manual_seed(spec.seed)
+    train_loader = torch.utils.data.DataLoader(data.train, batch_size=spec.batch_size, shuffle=True,
+                                               collate_fn=collate_detection, generator=generator)
+    # Lightning needs a val loader to trigger validation; mAP is computed over the whole val set at epoch end.
+    val_loader = torch.utils.data.DataLoader([0], batch_size=1)
+    logger = (CSVLogger(out_dir, name="logs") if spec.logger == "csv" else TensorBoardLogger(out_dir, name="logs"))
+    checkpoints = ModelCheckpoint(dirpath=out_dir / "checkpoints", every_n_train_steps=spec.save_every, save_last=True)
+    trainer = L.Trainer(max_steps=spec.steps, accelerator="auto", devices=1, gradient_clip_val=spec.grad_clip,
+                        val_check_interval=spec.eval_every, check_val_every_n_epoch=None, logger=logger,
+                        callbacks=[checkpoints], log_every_n_steps=50, num_sanity_val_steps=0,
+                        enable_model_summary=False, deterministic=False)
+    last = out_dir / "checkpoints" / "last.ckpt"
+    start = time.perf_counter()
+    # Lightning checkpoints hold optimizer state (pickled); they are written by this run itself, and the
+    # exported model is safetensors only.
+    trainer.fit(DetrModule(), train_loader, val_loader, ckpt_path=str(last) if last.exists() else None,
+                weights_only=False)
+    return export_final(model, spec, data, out_dir, time.perf_counter() - start)

@@ -1,0 +1,35 @@
+"""python -m optim.run SPEC.yaml — measure every variant of an experiment and write its report."""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+from optim.cli import run_cli
+from optim.spec import ExperimentSpec
+from optim.spec_loading import load_spec
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(prog="python -m optim.run", description=__doc__)
+    parser.add_argument("spec", type=Path, help="experiment spec (YAML)")
+    parser.add_argument("--out", type=Path, help="output folder (default: <output_dir>/<name> from the spec)")
+    parser.add_argument("--fresh", action="store_true", help="measure every variant again (default: resume)")
+    parser.add_argument("--only", nargs="+", metavar="VARIANT", help="run only these variants (plus the baseline)")
+    args = parser.parse_args()
+    spec = load_spec(args.spec, ExperimentSpec, defaults={"name": args.spec.stem})
+    unknown = set(args.only or []) - {v.name for v in spec.all_variants()}
+    if unknown:
+        parser.error(f"--only names unknown variants {sorted(unknown)}")
+
+    from optim.runner import run_experiment
+
+    results = run_experiment(spec, args.out, resume=not args.fresh, only=args.only)
+    failed = [v["name"] for v in results["variants"] if v["status"] != "ok"]
+    if failed:
+        print(f"{len(failed)} variant(s) failed: {', '.join(failed)} (reasons in the report)")
+    return 1 if failed and len(failed) == len(results["variants"]) else 0
+
+
+if __name__ == "__main__":
+    run_cli(main)

@@ -1,0 +1,108 @@
+"""Run an experiment: every variant in turn (baseline first), each result saved as soon as it exists; a
+failing variant is recorded with its reason and the run goes on; a re-run skips finished variants."""
+
+from __future__ import annotations
+
+import time
+import traceback
+from pathlib import Path
+
+from tqdm import tqdm
+
+from optim.environment import environment
+from optim.eval_data import ExperimentData, detections_from_json, torch_threads
+from optim.latency import METHOD_TEXT
+from optim.models.zoo import load_model
+from optim.results import ResultStore, safe_child, write_json_atomic
+from optim.spec import ExperimentSpec, VariantSpec
+from optim.variant import run_variant
+
+ACCURACY_TEXT = ("Accuracy: COCO box mAP@[.5:.95], mAP@.5, mAP@.75 and AP small/medium/large from pycocotools on "
+                 "the first {images} images of split '{split}'; every engine returns DETR's raw outputs, which one "
+                 "shared post-processing (softmax, best real class per query, no NMS) turns into detections. "
+                 "Calibration/tuning uses split '{calibration}' only. Fidelity = share of the baseline's detections "
+                 "with score > 0.5 that the variant reproduces (same class, IoU >= 0.5, score > 0.5).")
+
+
+def ordered_variants(spec: ExperimentSpec) -> list[VariantSpec]:
+    """The baseline first (every other variant's fidelity is measured against it), then spec order."""
+    variants = spec.all_variants()
+    return sorted(variants, key=lambda v: v.name != spec.baseline_name)
+
+
+def run_experiment(spec: ExperimentSpec, out_dir: Path | None = None, resume: bool = True,
+                   only: list[str] | None = None) -> dict:
+    """Measure every variant of `spec` and write results.json, results.csv and index.html to `out_dir`."""
+    out_dir = out_dir or safe_child(spec.output_dir, spec.name)
+    store = ResultStore(out_dir)
+    torch_threads(spec.latency.threads)
+    loaded = load_model(spec.model, trust_remote_code=spec.trust_remote_code)
+    input_size = tuple(spec.input_size or loaded.default_input_size)
+    data = ExperimentData(spec.data, input_size, spec.eval_batch_size)
+    baseline_detections = None
+    records = []
+    variants = [v for v in ordered_variants(spec) if not only or v.name in only or v.name == spec.baseline_name]
+    for variant in tqdm(variants, desc=f"{spec.name}: variants", unit="variant"):
+        resolved = variant.model_dump(mode="json")
+        record = store.finished(variant.name, resolved) if resume else None
+        if record is not None:
+            tqdm.write(f"{variant.name}: already measured, kept (delete {store.path_of(variant.name)} to redo)")
+        else:
+            record = _measure(variant, spec, data, loaded.model, baseline_detections, out_dir, resolved)
+            store.save(record)
+            _print_summary(record)
+        if variant.name == spec.baseline_name and record["status"] == "ok":
+            baseline_detections = detections_from_json(record["detections"])
+        records.append(record)
+    results = _assemble(spec, loaded, input_size, data, records)
+    write_json_atomic(out_dir / "results.json", results)
+    from optim.report.html import write_report
+    from optim.report.tables import write_tables
+
+    write_tables(results, out_dir)
+    report = write_report(results, out_dir)
+    tqdm.write(f"report: {report}")
+    return results
+
+
+def _measure(variant: VariantSpec, spec: ExperimentSpec, data: ExperimentData, base_model, baseline_detections,
+             out_dir: Path, resolved: dict) -> dict:
+    """Run one variant; any exception becomes a failed record with its reason (the run goes on)."""
+    base = {"name": variant.name, "spec": resolved, "seed": spec.seed, "engine": variant.engine.kind,
+            "precision": variant.precision}
+    start = time.perf_counter()
+    try:
+        outcome = run_variant(variant, spec, data, base_model, baseline_detections,
+                              safe_child(out_dir / "artifacts", variant.name))
+        record = {**base, "status": "ok", "error": None, **outcome.record}
+    except Exception as error:  # a failing variant must never lose the others' results
+        reason = f"{type(error).__name__}: {error}"
+        tqdm.write(f"{variant.name}: FAILED — {reason}")
+        record = {**base, "status": "failed", "error": reason,
+                  "traceback": traceback.format_exc(limit=8)[-4000:]}
+    record["wall_seconds"] = round(time.perf_counter() - start, 1)
+    record["finished_at"] = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
+    return record
+
+
+def _print_summary(record: dict) -> None:
+    if record["status"] != "ok":
+        return
+    first = next(iter(record["latency"].values()))
+    tqdm.write(f"{record['name']}: mAP {record['accuracy']['map']:.4f}  p50 {first['p50_ms']:.2f} ms  "
+               f"({record['wall_seconds']} s)")
+
+
+def _assemble(spec: ExperimentSpec, loaded, input_size, data: ExperimentData, records: list[dict]) -> dict:
+    """results.json: spec, environment, how things were measured, and every variant (detections left out)."""
+    return {
+        "experiment": spec.name, "description": spec.description, "baseline": spec.baseline_name,
+        "generated_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+        "spec": spec.model_dump(mode="json"), "environment": environment(),
+        "model": {"name": spec.model, "source": loaded.source, "trained": loaded.trained, "input_size": list(input_size)},
+        "measurement": {"latency": METHOD_TEXT.format(warmup=spec.latency.warmup_iters, max_seconds=spec.latency.max_seconds,
+                                                      max_iters=spec.latency.max_iters, min_iters=spec.latency.min_iters),
+                        "accuracy": ACCURACY_TEXT.format(images=len(data.eval_set), split=spec.data.eval_split,
+                                                         calibration=spec.data.calibration_split)},
+        "variants": [{k: v for k, v in r.items() if k != "detections"} for r in records],
+    }

@@ -1,0 +1,154 @@
+"""Measure one variant: apply its compression steps, build its engine (with quantization), then score
+accuracy on the evaluation split, latency at each batch size, size and (optionally) a stage profile."""
+
+from __future__ import annotations
+
+import copy
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import psutil
+import torch
+from tqdm import tqdm
+
+from optim.engines.base import BuildContext
+from optim.engines.registry import check_available, create_engine
+from optim.eval_data import ExperimentData, detections_to_json, predict
+from optim.evaluation.coco_eval import fidelity
+from optim.evaluation.postprocess import Detections
+from optim.latency import measure
+from optim.spec import ExperimentSpec, QuantizeStep, VariantSpec
+
+
+@dataclass
+class VariantOutcome:
+    """A finished variant's record (JSON-ready) and its detections."""
+
+    record: dict
+    detections: dict[int, Detections] = field(default_factory=dict)
+
+
+def _artifact_size(path: Path | None, model) -> int:
+    """Bytes on disk of what the engine runs (ONNX / IR .xml+.bin / plan), else of the safetensors weights."""
+    if path is not None and Path(path).exists():
+        files = [Path(path)] + ([Path(path).with_suffix(".bin")] if Path(path).suffix == ".xml" else [])
+        data = [f for f in Path(path).parent.glob(Path(path).name + ".data")]  # ONNX external data, if any
+        return sum(f.stat().st_size for f in files + data if f.exists())
+    from safetensors.torch import save
+
+    tensors = {k: v.contiguous() for k, v in model.state_dict().items() if hasattr(v, "contiguous")}
+    return len(save(tensors))
+
+
+def apply_model_steps(model, variant: VariantSpec, spec: ExperimentSpec, data: ExperimentData, teacher,
+                      workdir: Path) -> tuple[object, list[str]]:
+    """Run the variant's prune/distill steps in order on a copy of the model."""
+    notes: list[str] = []
+    model = copy.deepcopy(model)
+    for index, step in enumerate(variant.steps):
+        if step.kind == "prune":
+            from optim.compress.apply import apply_prune
+
+            needs_train = step.finetune_steps > 0
+            result = apply_prune(model, step, calibration=[torch.from_numpy(b) for b in data.calibration_batches],
+                                 train_data=data.train_set() if needs_train else None)
+        elif step.kind == "distill":
+            from optim.compress.apply import apply_distill
+            from optim.models.zoo import load_model
+
+            teacher_model = teacher if step.teacher == "baseline" else load_model(step.teacher).model
+            result = apply_distill(model, teacher_model, step, data.train_set(), workdir / f"distill-{index}")
+        else:
+            continue
+        model = result.model
+        notes.extend(result.notes)
+    return model.eval(), notes
+
+
+def run_variant(variant: VariantSpec, spec: ExperimentSpec, data: ExperimentData, base_model,
+                baseline_detections: dict[int, Detections] | None, workdir: Path) -> VariantOutcome:
+    """Everything measured about one variant; raises on failure (the runner records the reason)."""
+    quantize = next((s for s in variant.steps if isinstance(s, QuantizeStep)), None)
+    check_available(variant.engine, quantize.method if quantize else None)
+    workdir.mkdir(parents=True, exist_ok=True)
+    model, notes = apply_model_steps(base_model, variant, spec, data, base_model, workdir)
+
+    from optim.compress.stats import model_stats
+
+    stats = model_stats(model, data.input_size)
+    engine = create_engine(variant.engine)
+    context = BuildContext(workdir=workdir, input_size=data.input_size, calibration=data.calibration_batches,
+                           threads=spec.latency.threads, seed=spec.seed,
+                           evaluate_onnx=lambda onnx_model: _tuning_map(onnx_model, data, spec))
+    try:
+        build = engine.build(model, quantize, context)
+        notes.extend(build.notes)
+        example = data.example(spec.eval_batch_size)
+        start = time.perf_counter()
+        engine.infer(example)
+        first_inference_ms = (time.perf_counter() - start) * 1000
+
+        with tqdm(total=len(data.eval_set), desc=f"{variant.name}: accuracy", unit="img", leave=False) as bar:
+            detections = predict(engine.infer, data.eval_batches, spec.eval_batch_size, bar)
+        accuracy = data.score(detections)
+        accuracy["fidelity"] = fidelity(baseline_detections, detections) if baseline_detections else 1.0
+        accuracy["images"] = len(detections)
+
+        synchronize = _synchronizer(variant)
+        latency = {}
+        for batch_size in tqdm(spec.batch_sizes, desc=f"{variant.name}: latency", unit="batch size", leave=False):
+            batch = data.example(batch_size)
+            latency[str(batch_size)] = measure(lambda: engine.infer(batch), spec.latency, batch_size,
+                                               synchronize).as_dict()
+        stages = profile_files = None
+        profile = spec.profile_of(variant)
+        if profile.stages or profile.torch_profiler or profile.pyinstrument or profile.nvtx:
+            from profiling.run import profile_variant
+
+            stages, profile_files = profile_variant(engine, model, variant, profile, data, workdir.parent.parent,
+                                                    latency[str(spec.batch_sizes[0])]["p50_ms"])
+        record = {
+            "engine": variant.engine.kind, "device": variant.engine.device, "precision": variant.precision,
+            "steps": [s.model_dump(mode="json") for s in variant.steps], "accuracy": accuracy, "latency": latency,
+            "build_seconds": round(build.build_seconds, 3), "first_inference_ms": round(first_inference_ms, 2),
+            "model_size_bytes": _artifact_size(build.artifact, model),
+            "rss_mb": round(psutil.Process().memory_info().rss / 2**20, 1),
+            "threads": spec.latency.threads or torch.get_num_threads(),
+            "params": stats["params"], "flops": stats["flops"], "stages": stages, "profile_files": profile_files or {},
+            "notes": notes, "detections": detections_to_json(detections),
+        }
+        return VariantOutcome(record, detections)
+    finally:
+        engine.close()
+
+
+def _synchronizer(variant: VariantSpec):
+    """CUDA synchronization for GPU engines, so that timings include the kernels, not just launches."""
+    if variant.engine.device != "cuda":
+        return None
+    return torch.cuda.synchronize
+
+
+def _tuning_map(onnx_model, data: ExperimentData, spec: ExperimentSpec) -> float:
+    """mAP of an ONNX model on the calibration split: accuracy-aware tuning (INC) never sees eval images."""
+    import tempfile
+
+    import onnx
+    import onnxruntime as ort
+
+    from optim.evaluation.coco_eval import coco_metrics
+    from optim.eval_data import _load_batches
+
+    with tempfile.TemporaryDirectory() as tmp:
+        path = onnx_model
+        if not isinstance(onnx_model, (str, Path)):
+            path = Path(tmp) / "candidate.onnx"
+            onnx.save(onnx_model, str(path))
+        session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+        batches = _load_batches(data.calibration_set, spec.eval_batch_size)
+        detections = predict(lambda x: tuple(session.run(["logits", "pred_boxes"], {"pixel_values": x})),
+                             batches, spec.eval_batch_size)
+    dataset = data.calibration_set
+    return coco_metrics(dataset.coco, detections, dataset.category_ids)["map"]

@@ -19,3 +19,22 @@ def run_cli(main: Callable[[], int]) -> None:
         print("interrupted: finished results are kept; run the same command again to resume", file=sys.stderr)
         code = 130
     sys.exit(code)
+
+
+def quiet_libraries() -> None:
+    """Silence the export-time warnings and INFO logs of the libraries we drive; our own progress bars and
+    per-variant summaries say what is happening."""
+    import logging
+    import warnings
+
+    warnings.filterwarnings("ignore", message=".*TracerWarning.*")
+    warnings.filterwarnings("ignore", category=UserWarning, module=r"torch\.onnx.*")
+    warnings.filterwarnings("ignore", category=DeprecationWarning)
+    try:
+        from torch.jit import TracerWarning
+
+        warnings.filterwarnings("ignore", category=TracerWarning)
+    except ImportError:
+        pass
+    for name in ("nncf", "neural_compressor", "openvino"):
+        logging.getLogger(name).setLevel(logging.WARNING)

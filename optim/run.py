@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from optim.cli import run_cli
+from optim.cli import quiet_libraries, run_cli
 from optim.spec import ExperimentSpec
 from optim.spec_loading import load_spec
 
@@ -22,6 +22,7 @@ def main() -> int:
     if unknown:
         parser.error(f"--only names unknown variants {sorted(unknown)}")
 
+    quiet_libraries()
     from optim.runner import run_experiment
 
     results = run_experiment(spec, args.out, resume=not args.fresh, only=args.only)

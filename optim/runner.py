@@ -10,6 +10,7 @@ from pathlib import Path
 from tqdm import tqdm
 
 from optim.environment import environment
+from optim.finetune.common import seed_everything
 from optim.eval_data import ExperimentData, detections_from_json, torch_threads
 from optim.latency import METHOD_TEXT
 from optim.models.zoo import load_model
@@ -36,6 +37,7 @@ def run_experiment(spec: ExperimentSpec, out_dir: Path | None = None, resume: bo
     out_dir = out_dir or safe_child(spec.output_dir, spec.name)
     store = ResultStore(out_dir)
     torch_threads(spec.latency.threads)
+    seed_everything(spec.seed)  # architecture-only entries get the same random weights in every run
     loaded = load_model(spec.model, trust_remote_code=spec.trust_remote_code)
     input_size = tuple(spec.input_size or loaded.default_input_size)
     data = ExperimentData(spec.data, input_size, spec.eval_batch_size)

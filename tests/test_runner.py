@@ -1,0 +1,85 @@
+"""End to end: a small experiment on a tiny DETR runs every CPU engine, records a failing variant with its
+reason, writes the report, resumes without re-measuring, and gives identical mAP when run again."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+import pytest
+
+SPEC = """
+name: e2e
+model: tiny-detr-arch
+data: {{dataset: synthetic, root: {root}, eval_split: test, eval_images: 8, calibration_split: val, calibration_images: 4}}
+batch_sizes: [1, 2]
+eval_batch_size: 4
+latency: {{warmup_iters: 1, min_iters: 3, max_iters: 10, max_seconds: 0.5, threads: 1}}
+profile: {{stages: false}}
+output_dir: {out}
+variants:
+  - name: pytorch-fp32
+    engine: {{kind: pytorch}}
+  - name: onnxruntime-int8
+    steps: [{{kind: quantize, method: ort_static}}]
+    engine: {{kind: onnxruntime}}
+  - name: openvino-fp32
+    engine: {{kind: openvino}}
+  - name: needs-a-gpu
+    engine: {{kind: pytorch, device: cuda}}
+"""
+
+
+def _run(spec_path, *args):
+    return subprocess.run([sys.executable, "-m", "optim.run", str(spec_path), *args], capture_output=True, text=True,
+                          timeout=600)
+
+
+@pytest.fixture(scope="module")
+def first_run(tmp_path_factory, tiny_dataset_root):
+    tmp = tmp_path_factory.mktemp("e2e")
+    spec_path = tmp / "e2e.yaml"
+    spec_path.write_text(SPEC.format(root=tiny_dataset_root, out=tmp / "reports"))
+    result = _run(spec_path)
+    return spec_path, tmp / "reports" / "e2e", result
+
+
+@pytest.mark.slow
+def test_run_records_results_and_failures(first_run):
+    _, out, result = first_run
+    assert result.returncode == 0, result.stderr[-3000:]
+    results = json.loads((out / "results.json").read_text())
+    status = {v["name"]: v for v in results["variants"]}
+    assert [name for name, v in status.items() if v["status"] == "ok"] == ["pytorch-fp32", "onnxruntime-int8", "openvino-fp32"]
+    assert "no CUDA GPU" in status["needs-a-gpu"]["error"]
+    assert not results["model"]["trained"]
+    for name in ("pytorch-fp32", "onnxruntime-int8", "openvino-fp32"):
+        variant = status[name]
+        assert set(variant["latency"]) == {"1", "2"} and variant["latency"]["1"]["p50_ms"] > 0
+        assert 0 <= variant["accuracy"]["map"] <= 1 and variant["accuracy"]["images"] == 8
+        assert variant["spec"]["name"] == name and variant["model_size_bytes"] > 0
+    # FP32 ONNX through OpenVINO reproduces the PyTorch detections.
+    assert status["openvino-fp32"]["accuracy"]["fidelity"] == pytest.approx(1.0)
+    assert status["openvino-fp32"]["accuracy"]["map"] == pytest.approx(status["pytorch-fp32"]["accuracy"]["map"], abs=1e-3)
+    assert (out / "index.html").is_file() and (out / "results.csv").is_file()
+
+
+@pytest.mark.slow
+def test_rerun_resumes_and_reproduces_map(first_run):
+    spec_path, out, _ = first_run
+    stored = out / "variants" / "onnxruntime-int8.json"
+    before = json.loads(stored.read_text())
+    (out / "variants" / "openvino-fp32.json").unlink()  # as if the run had been interrupted there
+    result = _run(spec_path)
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert "onnxruntime-int8: already measured" in result.stderr + result.stdout
+    assert json.loads(stored.read_text())["finished_at"] == before["finished_at"]
+    results = json.loads((out / "results.json").read_text())
+    redone = {v["name"]: v for v in results["variants"]}["openvino-fp32"]
+    assert redone["status"] == "ok"
+    fresh = _run(spec_path, "--fresh", "--only", "onnxruntime-int8")
+    assert fresh.returncode == 0, fresh.stderr[-3000:]
+    again = json.loads(stored.read_text())
+    assert again["finished_at"] != before["finished_at"]
+    assert again["accuracy"]["map"] == before["accuracy"]["map"]  # same seed, same data: identical mAP

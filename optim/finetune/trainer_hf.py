@@ -48,6 +48,9 @@ def train_transformers(spec: FinetuneSpec, model, data: TrainingData, out_dir: P
         from optim.finetune.csv_log import CsvLogCallback
 
         trainer.add_callback(CsvLogCallback(out_dir / "log.csv"))
+    checkpoint = _latest_checkpoint(out_dir)
+    if checkpoint:
+        print(f"resuming from {checkpoint}")
     start = time.perf_counter()
-    trainer.train(resume_from_checkpoint=_latest_checkpoint(out_dir))
+    trainer.train(resume_from_checkpoint=checkpoint)
     return export_final(trainer.model, spec, data, out_dir, time.perf_counter() - start)

@@ -55,6 +55,8 @@ def train_lightning(spec: FinetuneSpec, model, data: TrainingData, out_dir: Path
                         callbacks=[checkpoints], log_every_n_steps=50, num_sanity_val_steps=0,
                         enable_model_summary=False, deterministic=False)
     last = out_dir / "checkpoints" / "last.ckpt"
+    if last.exists():
+        print(f"resuming from {last}")
     start = time.perf_counter()
     # Lightning checkpoints hold optimizer state (pickled); they are written by this run itself, and the
     # exported model is safetensors only.

@@ -1,0 +1,58 @@
+"""Fine-tuning with both trainers: a short run from the CLI writes a loadable safetensors model and metrics,
+and a second run with more steps resumes from the checkpoint instead of starting over."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+import pytest
+
+from optim.models.zoo import load_model
+
+SPEC = """
+name: tiny-{trainer}
+trainer: {trainer}
+model: {{arch: tiny-detr}}
+data: {{root: {root}, generate: false}}
+input_size: [64, 64]
+steps: {steps}
+batch_size: 4
+warmup_steps: 1
+eval_every: 2
+save_every: 2
+threads: 1
+output_dir: {out}
+"""
+
+
+def _finetune(tmp_path, root, trainer: str, steps: int) -> subprocess.CompletedProcess:
+    spec = tmp_path / f"{trainer}.yaml"
+    spec.write_text(SPEC.format(trainer=trainer, root=root, steps=steps, out=tmp_path / "runs"))
+    return subprocess.run([sys.executable, "-m", "optim.finetune", str(spec)], capture_output=True, text=True,
+                          timeout=600)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("trainer", ["transformers", "lightning"])
+def test_short_finetune_writes_model_and_resumes(tmp_path, tiny_dataset_root, trainer):
+    first = _finetune(tmp_path, tiny_dataset_root, trainer, steps=2)
+    assert first.returncode == 0, first.stderr[-3000:]
+    out = tmp_path / "runs" / f"tiny-{trainer}"
+    metrics = json.loads((out / "metrics.json").read_text())
+    assert metrics["steps"] == 2 and set(metrics["val"]) >= {"map", "map_50", "map_small"}
+    assert (out / "model" / "model.safetensors").is_file()
+    assert load_model(str(out / "model")).default_input_size == (64, 64)
+
+    second = _finetune(tmp_path, tiny_dataset_root, trainer, steps=4)
+    assert second.returncode == 0, second.stderr[-3000:]
+    assert "resuming from" in second.stdout, second.stdout[-2000:]
+    assert json.loads((out / "metrics.json").read_text())["steps"] == 4
+
+
+def test_unknown_trainer_is_a_clear_error(tmp_path, tiny_dataset_root):
+    spec = tmp_path / "bad.yaml"
+    spec.write_text(SPEC.format(trainer="keras", root=tiny_dataset_root, steps=1, out=tmp_path))
+    result = subprocess.run([sys.executable, "-m", "optim.finetune", str(spec)], capture_output=True, text=True)
+    assert result.returncode == 2 and "trainer" in result.stderr and "Traceback" not in result.stderr

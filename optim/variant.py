@@ -107,8 +107,11 @@ def run_variant(variant: VariantSpec, spec: ExperimentSpec, data: ExperimentData
         if profile.stages or profile.torch_profiler or profile.pyinstrument or profile.nvtx:
             from profiling.run import profile_variant
 
+            # The stage breakdown runs at batch 1: compare it with the batch-1 latency.
+            single = latency.get("1") or measure(lambda: engine.infer(data.example(1)), spec.latency, 1,
+                                                 synchronize).as_dict()
             stages, profile_files = profile_variant(engine, model, variant, profile, data, workdir.parent.parent,
-                                                    latency[str(spec.batch_sizes[0])]["p50_ms"])
+                                                    single["p50_ms"])
         record = {
             "engine": variant.engine.kind, "device": variant.engine.device, "precision": variant.precision,
             "steps": [s.model_dump(mode="json") for s in variant.steps], "accuracy": accuracy, "latency": latency,

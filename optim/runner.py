@@ -43,6 +43,7 @@ def run_experiment(spec: ExperimentSpec, out_dir: Path | None = None, resume: bo
     data = ExperimentData(spec.data, input_size, spec.eval_batch_size)
     baseline_detections = None
     records = []
+    compressed: dict = {}  # models after shared prune/distill prefixes, reused across variants
     variants = [v for v in ordered_variants(spec) if not only or v.name in only or v.name == spec.baseline_name]
     for variant in tqdm(variants, desc=f"{spec.name}: variants", unit="variant"):
         resolved = variant.model_dump(mode="json")
@@ -50,7 +51,7 @@ def run_experiment(spec: ExperimentSpec, out_dir: Path | None = None, resume: bo
         if record is not None:
             tqdm.write(f"{variant.name}: already measured, kept (delete {store.path_of(variant.name)} to redo)")
         else:
-            record = _measure(variant, spec, data, loaded.model, baseline_detections, out_dir, resolved)
+            record = _measure(variant, spec, data, loaded.model, baseline_detections, out_dir, resolved, compressed)
             store.save(record)
             _print_summary(record)
         if variant.name == spec.baseline_name and record["status"] == "ok":
@@ -68,14 +69,14 @@ def run_experiment(spec: ExperimentSpec, out_dir: Path | None = None, resume: bo
 
 
 def _measure(variant: VariantSpec, spec: ExperimentSpec, data: ExperimentData, base_model, baseline_detections,
-             out_dir: Path, resolved: dict) -> dict:
+             out_dir: Path, resolved: dict, compressed: dict) -> dict:
     """Run one variant; any exception becomes a failed record with its reason (the run goes on)."""
     base = {"name": variant.name, "spec": resolved, "seed": spec.seed, "engine": variant.engine.kind,
             "precision": variant.precision}
     start = time.perf_counter()
     try:
         outcome = run_variant(variant, spec, data, base_model, baseline_detections,
-                              safe_child(out_dir / "artifacts", variant.name))
+                              safe_child(out_dir / "artifacts", variant.name), compressed)
         record = {**base, "status": "ok", "error": None, **outcome.record}
     except Exception as error:  # a failing variant must never lose the others' results
         reason = f"{type(error).__name__}: {error}"

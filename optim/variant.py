@@ -4,6 +4,8 @@ accuracy on the evaluation split, latency at each batch size, size and (optional
 from __future__ import annotations
 
 import copy
+import hashlib
+import json
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -42,46 +44,61 @@ def _artifact_size(path: Path | None, model) -> int:
     return len(save(tensors))
 
 
-def apply_model_steps(model, variant: VariantSpec, spec: ExperimentSpec, data: ExperimentData, teacher,
-                      workdir: Path) -> tuple[object, list[str]]:
-    """Run the variant's prune/distill steps in order on a copy of the model."""
-    notes: list[str] = []
-    model = copy.deepcopy(model)
-    for index, step in enumerate(variant.steps):
-        if step.kind == "prune":
-            from optim.compress.apply import apply_prune
+def apply_model_steps(base_model, variant: VariantSpec, data: ExperimentData, cache: dict,
+                      artifacts_dir: Path) -> tuple[torch.nn.Module, list[str]]:
+    """Run the variant's prune/distill steps in order on a copy of the base model.
 
-            needs_train = step.finetune_steps > 0
-            result = apply_prune(model, step, calibration=[torch.from_numpy(b) for b in data.calibration_batches],
-                                 train_data=data.train_set() if needs_train else None)
-        elif step.kind == "distill":
-            from optim.compress.apply import apply_distill
-            from optim.models.zoo import load_model
+    Results are cached per chain prefix (in memory, keyed by the steps' resolved specs), so variants that
+    share `prune -> distill` and differ only in quantization or engine compress the model once; a
+    distillation's checkpoints live under `artifacts/_compressed/<key>/`, so an interrupted run resumes it.
+    """
+    model, notes, prefix = base_model, [], []
+    for step in variant.steps:
+        if isinstance(step, QuantizeStep):
+            break
+        prefix.append(step.model_dump(mode="json"))
+        key = hashlib.sha1(json.dumps(prefix, sort_keys=True).encode()).hexdigest()[:12]
+        if key not in cache:
+            cache[key] = _apply_step(model, step, data, base_model, artifacts_dir / "_compressed" / key, notes)
+        model, notes = cache[key]
+    return copy.deepcopy(model).eval(), list(notes)
 
-            teacher_model = teacher if step.teacher == "baseline" else load_model(step.teacher).model
-            result = apply_distill(model, teacher_model, step, data.train_set(), workdir / f"distill-{index}")
-        else:
-            continue
-        model = result.model
-        notes.extend(result.notes)
-    return model.eval(), notes
+
+def _apply_step(model, step, data: ExperimentData, teacher, workdir: Path, notes: list[str]):
+    """One prune or distill step; returns (model, notes so far)."""
+    if step.kind == "prune":
+        from optim.compress.apply import apply_prune
+
+        result = apply_prune(model, step, calibration=[torch.from_numpy(b) for b in data.calibration_batches],
+                             train_data=data.train_set() if step.finetune_steps > 0 else None)
+    else:
+        from optim.compress.apply import apply_distill
+        from optim.models.zoo import load_model
+
+        teacher_model = teacher if step.teacher == "baseline" else load_model(step.teacher).model
+        result = apply_distill(model, teacher_model, step, data.train_set(), workdir)
+    return result.model.eval(), notes + result.notes
 
 
 def run_variant(variant: VariantSpec, spec: ExperimentSpec, data: ExperimentData, base_model,
-                baseline_detections: dict[int, Detections] | None, workdir: Path) -> VariantOutcome:
+                baseline_detections: dict[int, Detections] | None, workdir: Path, cache: dict) -> VariantOutcome:
     """Everything measured about one variant; raises on failure (the runner records the reason)."""
     quantize = next((s for s in variant.steps if isinstance(s, QuantizeStep)), None)
     check_available(variant.engine, quantize.method if quantize else None)
     workdir.mkdir(parents=True, exist_ok=True)
-    model, notes = apply_model_steps(base_model, variant, spec, data, base_model, workdir)
+    model, notes = apply_model_steps(base_model, variant, data, cache, workdir.parent)
 
     from optim.compress.stats import model_stats
 
     stats = model_stats(model, data.input_size)
     engine = create_engine(variant.engine)
     context = BuildContext(workdir=workdir, input_size=data.input_size, calibration=data.calibration_batches,
+                           batch_sizes=tuple(sorted({*spec.batch_sizes, spec.eval_batch_size})),
                            threads=spec.latency.threads, seed=spec.seed,
                            evaluate_onnx=lambda onnx_model: _tuning_map(onnx_model, data, spec))
+    on_gpu = variant.engine.device == "cuda"
+    if on_gpu:
+        torch.cuda.reset_peak_memory_stats()
     try:
         build = engine.build(model, quantize, context)
         notes.extend(build.notes)
@@ -102,6 +119,9 @@ def run_variant(variant: VariantSpec, spec: ExperimentSpec, data: ExperimentData
             batch = data.example(batch_size)
             latency[str(batch_size)] = measure(lambda: engine.infer(batch), spec.latency, batch_size,
                                                synchronize).as_dict()
+        if on_gpu:  # TensorRT allocates its engine memory itself: its size is in the build notes
+            peak_mib = torch.cuda.max_memory_allocated() / 2**20
+            notes.append(f"peak CUDA memory allocated through PyTorch: {peak_mib:.0f} MiB")
         stages = profile_files = None
         profile = spec.profile_of(variant)
         if profile.stages or profile.torch_profiler or profile.pyinstrument or profile.nvtx:

@@ -56,3 +56,18 @@ def test_unknown_trainer_is_a_clear_error(tmp_path, tiny_dataset_root):
     spec.write_text(SPEC.format(trainer="keras", root=tiny_dataset_root, steps=1, out=tmp_path))
     result = subprocess.run([sys.executable, "-m", "optim.finetune", str(spec)], capture_output=True, text=True)
     assert result.returncode == 2 and "trainer" in result.stderr and "Traceback" not in result.stderr
+
+
+def test_dense_targets_put_each_object_in_its_centre_cell():
+    import torch
+
+    from optim.finetune.dense_aux import dense_targets, feature_grid
+
+    labels = [{"class_labels": torch.tensor([2, 0]),
+               "boxes": torch.tensor([[0.9, 0.1, 0.1, 0.1], [0.3, 0.6, 0.5, 0.5]])}]
+    assert feature_grid(64, 128, 128) == (8, 8)
+    classes, boxes, positive = dense_targets(labels, 8, 8, num_labels=4)
+    assert positive.sum() == 2
+    assert classes[0, 0 * 8 + 7] == 2 and classes[0, 4 * 8 + 2] == 0
+    assert torch.allclose(boxes[0, 4 * 8 + 2], labels[0]["boxes"][1])
+    assert (classes[0][~positive[0]] == 4).all()

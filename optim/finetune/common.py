@@ -88,6 +88,18 @@ def _unfreeze_batch_norm(module: torch.nn.Module) -> None:
             _unfreeze_batch_norm(child)
 
 
+def wrap_for_training(model, spec: FinetuneSpec) -> torch.nn.Module:
+    """DETR plus the dense encoder head when `encoder_aux_weight` > 0 (see optim.finetune.dense_aux)."""
+    from optim.finetune.dense_aux import DetrWithDenseAux
+
+    return DetrWithDenseAux(model, spec.encoder_aux_weight) if spec.encoder_aux_weight > 0 else model
+
+
+def unwrap(model: torch.nn.Module) -> torch.nn.Module:
+    """The DETR inside a training wrapper (or the model itself)."""
+    return getattr(model, "detr", model)
+
+
 def lr_lambda(spec: FinetuneSpec):
     """Linear warm-up, then cosine decay to 10 % of the peak learning rate."""
     import math
@@ -105,7 +117,7 @@ def export_final(model, spec: FinetuneSpec, data: TrainingData, out_dir: Path, t
     """Save the model as safetensors (`save_pretrained`) with `optim.json`, evaluate it on val and test,
     and write `metrics.json`; return the metrics."""
     model_dir = out_dir / "model"
-    model.eval()
+    model = unwrap(model).eval()
     model.save_pretrained(model_dir, safe_serialization=True)
     (model_dir / "optim.json").write_text(json.dumps({"input_size": list(spec.input_size),
                                                       "labels": data.train.label_names}, indent=2))

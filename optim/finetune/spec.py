@@ -53,6 +53,8 @@ class FinetuneSpec(StrictModel):
     warmup_steps: int = Field(500, ge=0)
     grad_clip: float = Field(0.1, gt=0)
     hflip: bool = True
+    encoder_aux_weight: float = Field(1.0, ge=0, description="dense encoder supervision while training "
+                                      "(optim.finetune.dense_aux); 0 turns it off")
     eval_every: int = Field(2000, ge=1)
     save_every: int = Field(1000, ge=1)
     logger: Literal["csv", "tensorboard"] = "csv"

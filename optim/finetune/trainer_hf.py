@@ -9,7 +9,7 @@ import torch
 
 from optim.data.coco import collate_detection
 from optim.evaluation.evaluate import evaluate_pytorch
-from optim.finetune.common import TrainingData, export_final, lr_lambda
+from optim.finetune.common import TrainingData, export_final, lr_lambda, unwrap, wrap_for_training
 from optim.finetune.spec import FinetuneSpec
 
 
@@ -26,7 +26,7 @@ def train_transformers(spec: FinetuneSpec, model, data: TrainingData, out_dir: P
         """Trainer whose evaluation is COCO mAP on the val split (DETR has no built-in metric)."""
 
         def evaluate(self, eval_dataset=None, ignore_keys=None, metric_key_prefix="eval"):
-            metrics = {f"{metric_key_prefix}_{k}": v for k, v in evaluate_pytorch(self.model, data.val).items()}
+            metrics = {f"{metric_key_prefix}_{k}": v for k, v in evaluate_pytorch(unwrap(self.model), data.val).items()}
             self.log(metrics)
             return metrics
 
@@ -42,7 +42,7 @@ def train_transformers(spec: FinetuneSpec, model, data: TrainingData, out_dir: P
         dataloader_num_workers=0, report_to=["tensorboard"] if spec.logger == "tensorboard" else [],
         use_cpu=not torch.cuda.is_available(), disable_tqdm=False,
     )
-    trainer = DetrTrainer(model=model, args=args, train_dataset=data.train, eval_dataset=data.val,
+    trainer = DetrTrainer(model=wrap_for_training(model, spec), args=args, train_dataset=data.train, eval_dataset=data.val,
                           data_collator=collate_detection)
     if spec.logger == "csv":
         from optim.finetune.csv_log import CsvLogCallback

@@ -9,7 +9,7 @@ import torch
 
 from optim.data.coco import collate_detection
 from optim.evaluation.evaluate import evaluate_pytorch
-from optim.finetune.common import TrainingData, export_final, lr_lambda
+from optim.finetune.common import TrainingData, export_final, lr_lambda, wrap_for_training
 from optim.finetune.spec import FinetuneSpec
 
 
@@ -24,7 +24,7 @@ def train_lightning(spec: FinetuneSpec, model, data: TrainingData, out_dir: Path
 
         def __init__(self):
             super().__init__()
-            self.model = model
+            self.model = wrap_for_training(model, spec)
 
         def training_step(self, batch, batch_index):
             loss = self.model(pixel_values=batch["pixel_values"], labels=batch["labels"]).loss
@@ -35,7 +35,7 @@ def train_lightning(spec: FinetuneSpec, model, data: TrainingData, out_dir: Path
             """Validation runs once per check in `on_validation_epoch_end`; the loader is a one-item stub."""
 
         def on_validation_epoch_end(self):
-            metrics = evaluate_pytorch(self.model, data.val)
+            metrics = evaluate_pytorch(model, data.val)
             self.log_dict({f"eval_{k}": v for k, v in metrics.items()}, prog_bar=False)
 
         def configure_optimizers(self):

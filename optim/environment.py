@@ -44,7 +44,8 @@ def environment() -> dict:
     if torch.cuda.is_available():
         props = torch.cuda.get_device_properties(0)
         gpu = {"name": props.name, "memory_gb": round(props.total_memory / 2**30, 1),
-               "cuda": torch.version.cuda, "driver": _nvidia_driver()}
+               "cuda": torch.version.cuda, "driver": _nvidia_smi("driver_version"),
+               "clocks": _nvidia_smi("clocks.sm,clocks.mem,clocks.max.sm")}  # current SM, memory; max SM
     flags = cpu_flags()
     return {
         "python": platform.python_version(), "os": platform.platform(), "machine": platform.machine(),
@@ -57,12 +58,14 @@ def environment() -> dict:
     }
 
 
-def _nvidia_driver() -> str | None:
+def _nvidia_smi(query: str) -> str | None:
+    """GPU 0's answer to `nvidia-smi --query-gpu=QUERY` (e.g. "1980 MHz, 2619 MHz"); None without nvidia-smi."""
     try:
         import subprocess
 
-        out = subprocess.run(["nvidia-smi", "--query-gpu=driver_version", "--format=csv,noheader"],
-                             capture_output=True, text=True, timeout=10)
-        return out.stdout.strip() or None
+        out = subprocess.run(["nvidia-smi", f"--query-gpu={query}", "--format=csv,noheader"],
+                             capture_output=True, text=True, timeout=10, check=False)
+        lines = out.stdout.strip().splitlines()
+        return lines[0].strip() if out.returncode == 0 and lines else None
     except (OSError, subprocess.SubprocessError):
         return None

@@ -127,11 +127,15 @@ class EngineSpec(StrictModel):
     compile_mode: Literal["default", "reduce-overhead", "max-autotune"] = "default"
     providers: list[Literal["cpu", "cuda", "tensorrt"]] = Field(default_factory=lambda: ["cpu"])
     opset: int = Field(17, ge=13, le=21)
+    cuda_graphs: bool = Field(False, description="pytorch on cuda: capture one CUDA graph per input shape, replay it")
 
     @model_validator(mode="after")
     def _device(self) -> "EngineSpec":
         if self.kind in GPU_ENGINES and self.device != "cuda":
             raise ValueError(f"engine '{self.kind}' runs only on a GPU: set device: cuda")
+        if self.cuda_graphs and (self.kind != "pytorch" or self.device != "cuda"):
+            raise ValueError("cuda_graphs needs kind: pytorch and device: cuda (for torch_compile use "
+                             "compile_mode: reduce-overhead, which captures CUDA graphs itself)")
         return self
 
 

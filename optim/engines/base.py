@@ -25,6 +25,7 @@ class BuildContext:
     workdir: Path
     input_size: tuple[int, int]
     calibration: Iterable[np.ndarray] = ()  # float32 batches (B, 3, H, W), preprocessed
+    batch_sizes: tuple[int, ...] = (1,)  # every batch size `infer` will see (AOT engines size shape profiles)
     threads: int | None = None
     seed: int = 0
     evaluate_onnx: object = None  # callable(onnx_path) -> mAP, for accuracy-aware tuning (INC)

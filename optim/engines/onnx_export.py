@@ -29,7 +29,7 @@ class RawOutputs(torch.nn.Module):
 def export_onnx(model: torch.nn.Module, path: Path, input_size: tuple[int, int], opset: int = 17) -> Path:
     """Write `model` to `path` as ONNX with input `pixel_values` (dynamic batch) and outputs logits/pred_boxes."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    example = torch.zeros(1, 3, *input_size)
+    example = torch.zeros(1, 3, *input_size, device=next(model.parameters()).device)  # CUDA for quantized models
     with torch.no_grad():
         torch.onnx.export(RawOutputs(model.eval()), (example,), str(path), input_names=["pixel_values"],
                           output_names=OUTPUT_NAMES, opset_version=opset, dynamo=False,

@@ -39,6 +39,9 @@ class PyTorchEngine(Engine):
             notes.append(f"{method} autocast; {', '.join(quantize.keep_float) or 'no blocks'} kept in float32")
         self.model = self._wrap(model.to(self.device).eval())
         self.keep_float = quantize.keep_float if quantize else []
+        self.graphs = {} if self.spec.cuda_graphs else None
+        if self.spec.cuda_graphs:
+            notes.append("CUDA graphs: one captured per input shape on its first inference, then replayed")
         return BuildInfo(build_seconds=time.perf_counter() - start, notes=notes)
 
     def _wrap(self, model: torch.nn.Module):
@@ -47,15 +50,43 @@ class PyTorchEngine(Engine):
     @torch.no_grad()
     def infer(self, pixel_values: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         inputs = torch.from_numpy(pixel_values).to(self.device)
+        logits, boxes = self._forward(inputs) if self.graphs is None else self._replay(inputs)
+        return logits.float().cpu().numpy(), boxes.float().cpu().numpy()
+
+    def _forward(self, inputs: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         if self.dtype is None:
             outputs = self.model(pixel_values=inputs)
         else:
             with torch.autocast(self.device.type, dtype=self.dtype):
                 outputs = self.model(pixel_values=inputs)
-        return outputs.logits.float().cpu().numpy(), outputs.pred_boxes.float().cpu().numpy()
+        return outputs.logits, outputs.pred_boxes
+
+    def _replay(self, inputs: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Run through the CUDA graph of this input shape, capturing it first if needed.
+
+        Capture works for Hugging Face DETR because transformers skips its data-dependent mask check
+        (`padding_mask.all()`, a host sync) while a CUDA stream is capturing."""
+        shape = tuple(inputs.shape)
+        if shape not in self.graphs:
+            static_input = inputs.clone()
+            side = torch.cuda.Stream()  # warm-up off the default stream, as torch.cuda.graphs requires
+            side.wait_stream(torch.cuda.current_stream())
+            with torch.cuda.stream(side):
+                for _ in range(3):
+                    self._forward(static_input)
+            torch.cuda.current_stream().wait_stream(side)
+            graph = torch.cuda.CUDAGraph()
+            with torch.cuda.graph(graph):
+                static_output = self._forward(static_input)
+            self.graphs[shape] = (graph, static_input, static_output)
+        graph, static_input, static_output = self.graphs[shape]
+        static_input.copy_(inputs)
+        graph.replay()
+        return static_output
 
     def close(self) -> None:
         self.model = None
+        self.graphs = None
 
 
 class TorchCompileEngine(PyTorchEngine):

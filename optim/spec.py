@@ -22,9 +22,9 @@ Block = Literal["backbone", "encoder", "decoder", "heads"]
 GPU_ENGINES = {"tensorrt", "torch_tensorrt"}
 # Which quantize methods each engine can run; validated at load time.
 METHODS_BY_ENGINE: dict[str, set[str]] = {
-    "pytorch": {"torch_dynamic", "fp16", "bf16"},
-    "torch_compile": {"torch_dynamic", "fp16", "bf16"},
-    "onnxruntime": {"ort_static", "ort_dynamic", "inc", "fp16"},
+    "pytorch": {"torch_dynamic", "inc", "fp16", "bf16"},
+    "torch_compile": {"torch_dynamic", "inc", "fp16", "bf16"},
+    "onnxruntime": {"ort_static", "ort_dynamic", "fp16"},
     "openvino": {"nncf", "fp16", "bf16"},
     "tensorrt": {"fp16", "int8", "modelopt_int8", "modelopt_fp8"},
     "torch_tensorrt": {"fp16", "int8"},

@@ -29,6 +29,7 @@ class BuildContext:
     threads: int | None = None
     seed: int = 0
     evaluate_onnx: object = None  # callable(onnx_path) -> mAP, for accuracy-aware tuning (INC)
+    evaluate_torch: object = None  # callable(forward: pixel_values -> (logits, pred_boxes)) -> mAP, for INC tuning
 
 
 @dataclass

@@ -33,7 +33,7 @@ PROVIDER_FIX = {
 }
 # How the quantized model is named in the work folder, per quantize method.
 ARTIFACT_NAMES = {"ort_static": "model.int8.onnx", "ort_dynamic": "model.int8-dynamic.onnx",
-                  "inc": "model.int8-inc.onnx", "fp16": "model.fp16.onnx"}
+                  "fp16": "model.fp16.onnx"}
 PARITY_IMAGES = 2  # images of the first calibration batch used for the FP32 parity check
 
 
@@ -121,7 +121,7 @@ class OnnxRuntimeEngine(Engine):
         workdir = Path(context.workdir)
         workdir.mkdir(parents=True, exist_ok=True)
         batches = calibration_batches(context.calibration, context.input_size)
-        if method in ("ort_static", "inc"):
+        if method == "ort_static":
             require_batches(batches, method)
 
         fp32_path = export_onnx(model, workdir / "model.onnx", context.input_size, self.spec.opset)
@@ -134,14 +134,14 @@ class OnnxRuntimeEngine(Engine):
         path = fp32_path
         if method is not None:
             path = workdir / ARTIFACT_NAMES[method]
-            notes += self._quantize(fp32_path, path, quantize, batches, context, target_gpu)
+            notes += self._quantize(fp32_path, path, quantize, batches, target_gpu)
             notes.append("quantized ops: " + summary_text(path))
         self.model_path = path
         self.session = create_session(path, providers, context.threads)
         return BuildInfo(build_seconds=time.perf_counter() - start, artifact=path, notes=notes)
 
     @staticmethod
-    def _quantize(source: Path, output: Path, step: QuantizeStep, batches: list[np.ndarray], context: BuildContext,
+    def _quantize(source: Path, output: Path, step: QuantizeStep, batches: list[np.ndarray],
                   target_gpu: bool) -> list[str]:
         """Apply the quantize step to the FP32 ONNX file; returns notes."""
         from optim.quantize import ort_quant
@@ -152,12 +152,8 @@ class OnnxRuntimeEngine(Engine):
             return ort_quant.quantize_dynamic_int8(source, output, step)
         if step.method == "fp16":
             return ort_quant.convert_fp16(source, output, step)
-        if step.method == "inc":
-            from optim.quantize.inc_quant import quantize_inc
-
-            return quantize_inc(source, output, step, batches, context.evaluate_onnx)
         raise OptimError(f"quantize method '{step.method}' cannot run on engine 'onnxruntime'",
-                         field="steps.quantize.method", fix="use ort_static, ort_dynamic, inc or fp16")
+                         field="steps.quantize.method", fix="use ort_static, ort_dynamic or fp16")
 
     def infer(self, pixel_values: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         if self.session is None:

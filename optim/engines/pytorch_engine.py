@@ -1,4 +1,4 @@
-"""PyTorch eager and torch.compile engines (FP32, BF16 autocast, dynamic INT8, FP16 on CUDA)."""
+"""PyTorch eager and torch.compile engines (FP32, BF16 autocast, dynamic INT8, INC static INT8, FP16 on CUDA)."""
 
 from __future__ import annotations
 
@@ -29,11 +29,15 @@ class PyTorchEngine(Engine):
         start = time.perf_counter()
         self.device = torch.device(self.spec.device)
         self.dtype = None
+        self.freezing = False
         notes = []
         method = quantize.method if quantize else None
         if method == "torch_dynamic":
             model = quantize_dynamic_int8(model, quantize.keep_float)
             notes.append("dynamic INT8 Linear layers (weights INT8, activations quantized per batch)")
+        elif method == "inc":
+            model, inc_notes = self._quantize_inc(model, quantize, context)
+            notes += inc_notes
         elif method in ("fp16", "bf16"):
             self.dtype = torch.float16 if method == "fp16" else torch.bfloat16
             notes.append(f"{method} autocast; {', '.join(quantize.keep_float) or 'no blocks'} kept in float32")
@@ -43,6 +47,20 @@ class PyTorchEngine(Engine):
         if self.spec.cuda_graphs:
             notes.append("CUDA graphs: one captured per input shape on its first inference, then replayed")
         return BuildInfo(build_seconds=time.perf_counter() - start, notes=notes)
+
+    def _quantize_inc(self, model, quantize: QuantizeStep, context: BuildContext):
+        """Neural Compressor accuracy-aware static INT8 (CPU only: X86InductorQuantizer)."""
+        from optim.errors import OptimError
+        from optim.quantize.calibration import calibration_batches, require_batches
+        from optim.quantize.inc_quant import quantize_inc_torch
+
+        if self.device.type != "cpu":
+            raise OptimError("quantize method 'inc' produces x86 CPU INT8 kernels only", field="engine.device",
+                             fix="use device: cpu")
+        batches = calibration_batches(context.calibration, context.input_size)
+        require_batches(batches, "inc")
+        self.freezing = True  # Inductor lowers the Q/DQ graph to oneDNN INT8 kernels only when freezing weights
+        return quantize_inc_torch(model, quantize, batches, context.evaluate_torch, batches[0])
 
     def _wrap(self, model: torch.nn.Module):
         return model
@@ -95,4 +113,17 @@ class TorchCompileEngine(PyTorchEngine):
     kind = "torch_compile"
 
     def _wrap(self, model: torch.nn.Module):
+        if self.freezing:  # a global Inductor flag, read at every (re)compilation: restored in close()
+            import torch._inductor.config as inductor_config
+
+            self._freezing_before = inductor_config.freezing
+            inductor_config.freezing = True
         return torch.compile(model, mode=self.spec.compile_mode, dynamic=False)
+
+    def close(self) -> None:
+        super().close()
+        if self.freezing:
+            import torch._inductor.config as inductor_config
+
+            inductor_config.freezing = self._freezing_before
+            self.freezing = False

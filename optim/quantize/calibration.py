@@ -1,7 +1,7 @@
 """Calibration batches for post-training quantization, shared by every quantizer.
 
 `BuildContext.calibration` may be a one-shot generator, while calibrators often read the data more than
-once (ONNX Runtime's entropy/percentile histograms, Neural Compressor's tuning trials), so the batches are
+once (ONNX Runtime's entropy/percentile histograms, each of Neural Compressor's tuning trials), so the batches are
 materialized once and validated here. No quantization library is imported: ONNX Runtime accepts any object
 with `get_next()` as a `CalibrationDataReader` (its base class checks by duck typing).
 """
@@ -52,25 +52,6 @@ class PixelValuesReader:
         batch = next(self._iterator, None)
         return None if batch is None else {self.input_name: batch}
 
-    def rewind(self) -> None:
-        """Start again from the first batch (Neural Compressor rewinds between trials)."""
-        self._iterator = iter(self.batches)
-
     def __len__(self) -> int:
         return len(self.batches)
 
-
-class LabelledBatches:
-    """Neural Compressor 2.x calibration dataloader: iterates (inputs, label) with a `batch_size` attribute.
-
-    Labels are unused by post-training calibration, so they are None."""
-
-    def __init__(self, batches: list[np.ndarray]):
-        self.batches = batches
-        self.batch_size = int(batches[0].shape[0]) if batches else 1
-
-    def __iter__(self) -> Iterator[tuple[np.ndarray, None]]:
-        return iter((batch, None) for batch in self.batches)
-
-    def __len__(self) -> int:
-        return len(self.batches)

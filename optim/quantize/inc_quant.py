@@ -1,99 +1,232 @@
-"""Intel Neural Compressor (2.x API): accuracy-aware post-training static quantization of an ONNX model.
+"""Intel Neural Compressor 3.x: accuracy-aware post-training static INT8 of a PyTorch DETR.
 
-INC quantizes, scores each candidate with the runner's evaluation (COCO mAP of the ONNX model) and falls
-back op types, then single ops, to FP32 until the relative mAP loss is within `accuracy_tolerance` or
-`max_trials` are spent. Only Neural Compressor 2.x has the ONNX Runtime back end (3.x kept PyTorch and
-TensorFlow; ONNX moved to `onnx-neural-compressor`), and 2.x requires numpy < 2.
+INC 3.x has no ONNX Runtime back end (2.x had one but needs numpy < 2), so this uses its PyTorch API:
+the DETR is captured with `torch.export` (dynamic batch), and `autotune` tries a config set that starts at
+full INT8 (PT2E + X86InductorQuantizer, Q/DQ pairs around every Conv/Linear) and then keeps more and more
+DETR blocks in FP32 (INC's fallback), ordered by how much Conv/Linear work stays FP32. Tuning stops at the
+first config whose mAP on the calibration split is within `accuracy_tolerance` of FP32 (relative), or
+after `max_trials`. The result is a Q/DQ graph: eager PyTorch only simulates INT8 (slower than FP32);
+`torch.compile` with Inductor freezing lowers it to oneDNN INT8 kernels.
 """
 
 from __future__ import annotations
 
-import tempfile
+import itertools
+import math
 from collections import Counter
 from collections.abc import Callable
-from pathlib import Path
+from typing import NamedTuple
 
 import numpy as np
+import torch
 
 from optim.errors import MissingExtraError, OptimError
-from optim.models.blocks import block_of_node
-from optim.quantize.calibration import LabelledBatches
-from optim.quantize.ort_quant import float_compute_nodes, nodes_in_blocks
+from optim.models.blocks import BLOCK_PREFIXES, block_of_module
 from optim.spec import QuantizeStep
 
-FP32_ONLY = {"activation": {"dtype": ["fp32"]}, "weight": {"dtype": ["fp32"]}}
+# INC's activation observers per QuantizeStep.calibration ("kl" = histogram, entropy-style).
+ACT_ALGO = {"minmax": "minmax", "entropy": "kl"}
+# The exported graph wraps the DETR in `RawOutputs`, whose attribute `model` prefixes every module path.
+WRAPPER_PREFIX = "model."
+
+TorchForward = Callable[[torch.Tensor], tuple[torch.Tensor, torch.Tensor]]
+
+
+class DetrRaw(NamedTuple):
+    """What `QuantizedDetr` returns: the two raw outputs every engine reads."""
+
+    logits: torch.Tensor
+    pred_boxes: torch.Tensor
+
+
+class QuantizedDetr(torch.nn.Module):
+    """The INC graph (pixel_values -> (logits, pred_boxes)) behind DETR's call convention
+    (`model(pixel_values=x).logits`), so that engines run it like the float model."""
+
+    def __init__(self, graph: torch.nn.Module):
+        super().__init__()
+        self.graph = graph
+
+    def forward(self, pixel_values: torch.Tensor) -> DetrRaw:
+        return DetrRaw(*self.graph(pixel_values))
+
+    def train(self, mode: bool = True) -> QuantizedDetr:
+        # An exported graph has no train mode (its eval() raises); the Q/DQ graph is inference-only anyway.
+        if mode:
+            raise OptimError("an INC-quantized DETR is inference-only and cannot be put in training mode")
+        return self
 
 
 def inc_api():
-    """(quantization, config) modules of Neural Compressor 2.x, or MissingExtraError."""
+    """(quantization module, export function) of Neural Compressor 3.x for PyTorch, or MissingExtraError."""
     import importlib.util
 
-    if importlib.util.find_spec("neural_compressor") is None:
-        raise MissingExtraError("neural-compressor<3", "inc", "Intel Neural Compressor quantization (method 'inc')")
+    for package in ("neural_compressor", "torchao"):  # torch >= 2.11: INC's PT2E path runs on torchao
+        if importlib.util.find_spec(package) is None:
+            raise MissingExtraError(package, "inc", "Intel Neural Compressor quantization (method 'inc')")
     try:
-        from neural_compressor import config, quantization
-    except ImportError as error:  # 2.x imports `six` without declaring it
-        raise OptimError(f"neural_compressor is installed but cannot be imported ({error})",
-                         fix=f"pip install {error.name or 'the missing module'}") from error
-    if not hasattr(config, "PostTrainingQuantConfig"):  # 3.x: no ONNX Runtime back end
-        raise MissingExtraError("neural-compressor<3", "inc", "INC quantization of ONNX models "
-                                "(the installed neural-compressor 3.x has no ONNX Runtime back end)")
-    return quantization, config
+        from neural_compressor.torch import quantization
+        from neural_compressor.torch.export import export
+    except ImportError as error:  # e.g. plain `pip install neural-compressor` lacks the [pt] extra's packages
+        raise OptimError(f"neural_compressor is installed but its PyTorch API cannot be imported ({error})",
+                         fix="pip install 'neural-compressor[pt]>=3.10,<4'") from error
+    return quantization, export
 
 
-def path_evaluator(evaluate_onnx: Callable[[Path], float], workdir: Path) -> Callable[[object], float]:
-    """Wrap `evaluate_onnx(path) -> mAP` so that it also accepts an in-memory onnx.ModelProto (what INC passes)."""
+def block_macs(model: torch.nn.Module, example: torch.Tensor) -> dict[str, int]:
+    """Multiply-accumulates of the Conv2d/Linear layers of each DETR block for one image."""
+    macs: Counter[str] = Counter()
 
-    def evaluate(model) -> float:
-        if isinstance(model, (str, Path)):
-            return float(evaluate_onnx(Path(model)))
-        model = getattr(model, "model", model)  # INC's ONNXModel wraps the ModelProto
-        import onnx
+    def recorder(block: str):
+        def record(module, _inputs, output):
+            if isinstance(module, torch.nn.Linear):
+                per_output = module.in_features
+            else:
+                per_output = module.in_channels // module.groups * math.prod(module.kernel_size)
+            macs[block] += output.numel() * per_output
 
-        with tempfile.TemporaryDirectory(prefix="inc-eval-", dir=workdir) as tmp:
-            path = Path(tmp) / "candidate.onnx"
-            onnx.save(model, str(path))
-            return float(evaluate_onnx(path))
+        return record
 
-    return evaluate
+    handles = [module.register_forward_hook(recorder(block_of_module(name)))
+               for name, module in model.named_modules()
+               if isinstance(module, (torch.nn.Linear, torch.nn.Conv2d)) and block_of_module(name)]
+    try:
+        with torch.no_grad():
+            model(pixel_values=example[:1])
+    finally:
+        for handle in handles:
+            handle.remove()
+    return dict(macs)
 
 
-def quantize_inc(onnx_path: Path, output_path: Path, step: QuantizeStep, batches: list[np.ndarray],
-                 evaluate_onnx: Callable[[Path], float] | None) -> list[str]:
-    """Accuracy-aware static INT8 (QDQ) with INC; writes `output_path` and returns notes for the report."""
-    if evaluate_onnx is None:
+def fallback_plans(macs: dict[str, int], keep_float: list[str]) -> list[tuple[str, ...]]:
+    """Which blocks each trial keeps in FP32, beyond `keep_float`: full INT8 first, then every subset of the
+    other blocks by increasing FP32 work (ties: fewer blocks first). All-FP32 is never a candidate."""
+    blocks = sorted(block for block, work in macs.items() if work and block not in keep_float)
+    subsets = [combo for size in range(len(blocks)) for combo in itertools.combinations(blocks, size)]
+    return sorted(subsets, key=lambda combo: (sum(macs[b] for b in combo), len(combo)))
+
+
+def static_config(quantization, step: QuantizeStep, fp32_blocks: tuple[str, ...]):
+    """INC StaticQuantConfig: INT8 everywhere except the module paths of `fp32_blocks`."""
+    config = quantization.StaticQuantConfig(w_granularity="per_channel" if step.per_channel else "per_tensor",
+                                            act_algo=ACT_ALGO[step.calibration])
+    for block in fp32_blocks:
+        for prefix in BLOCK_PREFIXES[block]:
+            config.set_local(WRAPPER_PREFIX + prefix, quantization.StaticQuantConfig(w_dtype="fp32", act_dtype="fp32"))
+    return config
+
+
+def compute_ops(graph: torch.fx.GraphModule) -> tuple[Counter[str], Counter[str]]:
+    """(INT8, FP32) Conv/Linear counts per DETR block of a converted graph: INT8 when the weight is dequantized."""
+    compute = {torch.ops.aten.conv2d.default, torch.ops.aten.linear.default}
+    int8: Counter[str] = Counter()
+    fp32: Counter[str] = Counter()
+    for node in graph.graph.nodes:
+        if node.op != "call_function" or node.target not in compute:
+            continue
+        stack = list(node.meta.get("nn_module_stack", {}).values())
+        path = stack[-1][0].removeprefix("L['self'].") if stack else ""
+        block = block_of_module(path.removeprefix(WRAPPER_PREFIX)) or "other"
+        weight = node.args[1]
+        quantized = isinstance(weight, torch.fx.Node) and "dequantize" in str(weight.target)
+        (int8 if quantized else fp32)[block] += 1
+    return int8, fp32
+
+
+def _export(export, model: torch.nn.Module, example: torch.Tensor):
+    """The DETR as an ATen graph with a dynamic batch dimension."""
+    from optim.engines.onnx_export import RawOutputs
+
+    if example.shape[0] < 2:  # torch.export specializes a size-1 dimension to a constant
+        example = example.repeat(2, 1, 1, 1)
+    batch = torch.export.Dim("batch", min=1, max=1024)
+    try:
+        return export(RawOutputs(model.eval()), (example,), dynamic_shapes=({0: batch},)), example
+    except Exception as error:  # torch.export raises many types (Unsupported, UserError, RuntimeError...)
+        raise OptimError(f"torch.export could not capture the model for INC ({type(error).__name__}: "
+                         f"{str(error).splitlines()[0] if str(error) else ''})", field="model",
+                         fix="use method torch_dynamic or another engine's INT8 for this model") from error
+
+
+def _tuning_failure(step: QuantizeStep, baseline: float, trials: list[tuple[tuple[str, ...], float]]) -> OptimError:
+    lines = "; ".join(f"trial {i} (FP32: {', '.join(plan) or 'none'}) mAP {score:.4f}"
+                      for i, (plan, score) in enumerate(trials, 1))
+    return OptimError(f"Neural Compressor found no INT8 configuration within {step.accuracy_tolerance:.1%} relative "
+                      f"mAP loss of FP32 ({baseline:.4f}) in {len(trials)} trial(s): {lines}",
+                      field="steps.quantize.accuracy_tolerance",
+                      fix="raise accuracy_tolerance or max_trials, or keep_float a sensitive block")
+
+
+def quantize_inc_torch(model: torch.nn.Module, step: QuantizeStep, calibration_batches: list[np.ndarray],
+                       evaluate_torch: Callable[[TorchForward], float] | None,
+                       example_input: torch.Tensor | np.ndarray) -> tuple[torch.nn.Module, list[str]]:
+    """Accuracy-aware static INT8 of a float DETR with INC's `autotune`; returns (QuantizedDetr, report notes).
+
+    evaluate_torch(forward) -> mAP on the calibration split, where forward maps a float32 (B, 3, H, W) tensor
+    to (logits, pred_boxes) tensors; INC calls it on the FP32 graph first (the baseline), then once per trial.
+    Raises OptimError when no trial is within `step.accuracy_tolerance` (INC itself would return the best
+    failing trial once max_trials is reached, and None when the config set runs out first)."""
+    if evaluate_torch is None:
         raise OptimError("quantize method 'inc' tunes against the evaluation metric, but no evaluation "
                          "function was supplied", field="steps.quantize.method",
-                         fix="run it through `python -m optim.run` (it supplies BuildContext.evaluate_onnx)")
-    quantization, config = inc_api()
-    keep = {name: FP32_ONLY for name in nodes_in_blocks(onnx_path, step.keep_float)}
-    conf = config.PostTrainingQuantConfig(
-        approach="static", quant_format="QDQ", device="cpu", op_name_dict=keep or None,
-        calibration_sampling_size=[sum(len(batch) for batch in batches)],
-        accuracy_criterion=config.AccuracyCriterion(tolerable_loss=step.accuracy_tolerance, criterion="relative",
-                                                    higher_is_better=True),
-        tuning_criterion=config.TuningCriterion(max_trials=step.max_trials))
-    try:
-        quantized = quantization.fit(str(onnx_path), conf, calib_dataloader=LabelledBatches(batches),
-                                     eval_func=path_evaluator(evaluate_onnx, output_path.parent))
-    except Exception as error:  # INC raises bare Exceptions and adaptor errors of every kind
-        raise OptimError(f"Neural Compressor tuning failed ({type(error).__name__}: {error})", path=onnx_path,
-                         fix="use method ort_static, or keep_float the failing block") from error
-    if quantized is None:  # also what INC returns when a trial raised (it logs the error and gives up)
-        raise OptimError(f"Neural Compressor found no INT8 model within {step.accuracy_tolerance:.1%} relative "
-                         f"mAP loss in {step.max_trials} trial(s)", field="steps.quantize.accuracy_tolerance",
-                         fix="raise accuracy_tolerance or max_trials, or keep_float a sensitive block; an "
-                             "'[ERROR] Unexpected exception' in the log above means tuning itself failed")
-    quantized.save(str(output_path))
-    return [(f"INC accuracy-aware static INT8 (QDQ), relative tolerance {step.accuracy_tolerance:.1%}, "
-             f"at most {step.max_trials} trial(s)"), kept_float_note(quantized.model)]
+                         fix="run it through `python -m optim.run` (it supplies BuildContext.evaluate_torch)")
+    if step.calibration not in ACT_ALGO:
+        raise OptimError(f"calibration '{step.calibration}' is not available with INC", field="steps.quantize.calibration",
+                         fix=f"use one of {sorted(ACT_ALGO)}")
+    if not calibration_batches:
+        raise OptimError("quantize method 'inc' needs calibration images, and none were given",
+                         field="data.calibration_images", fix="set data.calibration_images >= 1")
+    example = torch.as_tensor(np.asarray(example_input, dtype=np.float32))
+    plans = fallback_plans(block_macs(model, example), step.keep_float)
+    if not plans:
+        raise OptimError("every DETR block is in keep_float: nothing is left for INC to quantize",
+                         field="steps.quantize.keep_float", fix="remove a block from keep_float")
+    plans = plans[: step.max_trials]
+    quantization, export = inc_api()
+    graph, example = _export(export, model, example)
+
+    scores: list[float] = []
+
+    def evaluate(candidate: torch.nn.Module) -> float:
+        with torch.no_grad():
+            score = float(evaluate_torch(candidate))
+        if not scores and score <= 0:  # the FP32 baseline: a relative loss of nothing is meaningless
+            raise OptimError(f"the FP32 model scores mAP {score} on the calibration split, so INC has no accuracy "
+                             "to preserve", field="data.calibration_split",
+                             fix="use a trained model, or a calibration split with annotations it can detect")
+        scores.append(score)
+        return score
+
+    def calibrate(prepared: torch.nn.Module) -> None:
+        with torch.no_grad():
+            for batch in calibration_batches:
+                prepared(torch.from_numpy(batch))
+
+    tuning = quantization.TuningConfig(config_set=[static_config(quantization, step, plan) for plan in plans],
+                                       tolerable_loss=step.accuracy_tolerance, max_trials=step.max_trials)
+    quantized = quantization.autotune(graph, tuning, eval_fn=evaluate, run_fn=calibrate, example_inputs=(example,))
+    baseline, trials = scores[0], list(zip(plans, scores[1:]))
+    target = baseline * (1 - step.accuracy_tolerance)  # INC's own acceptance rule
+    if quantized is None or not trials or trials[-1][1] < target:
+        raise _tuning_failure(step, baseline, trials)
+    plan, score = trials[-1]  # INC stops at the first config that meets the target
+    return QuantizedDetr(quantized), _notes(step, quantized, plan, len(trials), baseline, score)
 
 
-def kept_float_note(model) -> str:
-    """Which Conv/MatMul/Gemm ops the tuning (or keep_float) left in FP32, counted per DETR block."""
-    kept = float_compute_nodes(model)
-    if not kept:
-        return "kept in FP32: none (every Conv/MatMul/Gemm runs int8)"
-    by_block = Counter(f"{block_of_node(node.name) or 'other'} {node.op_type}" for node in kept)
-    names = ", ".join(node.name for node in kept[:8]) + (" ..." if len(kept) > 8 else "")
-    return f"kept in FP32: {len(kept)} op(s) ({', '.join(f'{k}: {v}' for k, v in sorted(by_block.items()))}): {names}"
+def _notes(step: QuantizeStep, graph, plan: tuple[str, ...], trials: int, baseline: float, score: float) -> list[str]:
+    """Report lines: the tuning outcome, which blocks/ops stayed FP32, how the model runs."""
+    from neural_compressor import __version__
+
+    int8, fp32 = compute_ops(graph)
+    kept = [f"{block} (fallback)" for block in plan] + [f"{block} (keep_float)" for block in step.keep_float]
+    fp32_ops = ", ".join(f"{block} {count}" for block, count in sorted(fp32.items())) or "none"
+    return [
+        (f"INC {__version__} accuracy-aware static INT8 (PT2E, X86InductorQuantizer, {step.calibration}, "
+         f"{'per-channel' if step.per_channel else 'per-tensor'} weights): trial {trials} of at most "
+         f"{step.max_trials} passed, calibration mAP {score:.4f} vs FP32 {baseline:.4f} "
+         f"(relative loss {(baseline - score) / baseline:.2%}, tolerance {step.accuracy_tolerance:.2%})"),
+        (f"kept in FP32: {', '.join(kept) or 'none'}; Conv/Linear INT8: {sum(int8.values())}, "
+         f"FP32: {sum(fp32.values())} ({fp32_ops})"),
+        "Q/DQ graph: eager PyTorch simulates INT8 (slower than FP32); torch_compile runs oneDNN INT8 kernels",
+    ]

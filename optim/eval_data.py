@@ -25,7 +25,8 @@ class ImageBatch:
     orig_sizes: np.ndarray
 
 
-def _load_batches(dataset: CocoDetection, batch_size: int) -> list[ImageBatch]:
+def load_batches(dataset: CocoDetection, batch_size: int) -> list[ImageBatch]:
+    """Preprocess a whole data set into batches of `batch_size` (the last one may be shorter)."""
     batches = []
     for start in range(0, len(dataset), batch_size):
         items = [dataset[i] for i in range(start, min(start + batch_size, len(dataset)))]
@@ -52,11 +53,11 @@ class ExperimentData:
 
     @cached_property
     def eval_batches(self) -> list[ImageBatch]:
-        return _load_batches(self.eval_set, self.batch_size)
+        return load_batches(self.eval_set, self.batch_size)
 
     @cached_property
     def calibration_batches(self) -> list[np.ndarray]:
-        return [batch.pixels for batch in _load_batches(self.calibration_set, self.batch_size)]
+        return [batch.pixels for batch in load_batches(self.calibration_set, self.batch_size)]
 
     def train_set(self, split: str = "train") -> CocoDetection:
         """Training images for distillation / fine-tuning after pruning (generated if synthetic)."""

@@ -95,7 +95,7 @@ def run_variant(variant: VariantSpec, spec: ExperimentSpec, data: ExperimentData
     context = BuildContext(workdir=workdir, input_size=data.input_size, calibration=data.calibration_batches,
                            batch_sizes=tuple(sorted({*spec.batch_sizes, spec.eval_batch_size})),
                            threads=spec.latency.threads, seed=spec.seed,
-                           evaluate_onnx=lambda onnx_model: _tuning_map(onnx_model, data, spec))
+                           evaluate_torch=lambda forward: _tuning_map(forward, data, spec))
     on_gpu = variant.engine.device == "cuda"
     if on_gpu:
         torch.cuda.reset_peak_memory_stats()
@@ -154,24 +154,17 @@ def _synchronizer(variant: VariantSpec):
     return torch.cuda.synchronize
 
 
-def _tuning_map(onnx_model, data: ExperimentData, spec: ExperimentSpec) -> float:
-    """mAP of an ONNX model on the calibration split: accuracy-aware tuning (INC) never sees eval images."""
-    import tempfile
+def _tuning_map(forward, data: ExperimentData, spec: ExperimentSpec) -> float:
+    """mAP of a candidate model on the calibration split: accuracy-aware tuning (INC) never sees eval images.
 
-    import onnx
-    import onnxruntime as ort
-
+    `forward` maps a float32 (B, 3, H, W) tensor to (logits, pred_boxes)."""
+    from optim.eval_data import load_batches
     from optim.evaluation.coco_eval import coco_metrics
-    from optim.eval_data import _load_batches
 
-    with tempfile.TemporaryDirectory() as tmp:
-        path = onnx_model
-        if not isinstance(onnx_model, (str, Path)):
-            path = Path(tmp) / "candidate.onnx"
-            onnx.save(onnx_model, str(path))
-        session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
-        batches = _load_batches(data.calibration_set, spec.eval_batch_size)
-        detections = predict(lambda x: tuple(session.run(["logits", "pred_boxes"], {"pixel_values": x})),
-                             batches, spec.eval_batch_size)
+    def infer(pixels):
+        with torch.no_grad():
+            return tuple(t.detach().float().numpy() for t in forward(torch.from_numpy(pixels)))
+
     dataset = data.calibration_set
+    detections = predict(infer, load_batches(dataset, spec.eval_batch_size), spec.eval_batch_size)
     return coco_metrics(dataset.coco, detections, dataset.category_ids)["map"]

@@ -28,7 +28,6 @@ class BuildContext:
     batch_sizes: tuple[int, ...] = (1,)  # every batch size `infer` will see (AOT engines size shape profiles)
     threads: int | None = None
     seed: int = 0
-    evaluate_onnx: object = None  # callable(onnx_path) -> mAP, for accuracy-aware tuning (INC)
     evaluate_torch: object = None  # callable(forward: pixel_values -> (logits, pred_boxes)) -> mAP, for INC tuning
 
 

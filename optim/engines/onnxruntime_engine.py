@@ -1,5 +1,5 @@
 """ONNX Runtime engine: export to ONNX, check FP32 parity with PyTorch, optionally quantize (static QDQ,
-dynamic, Neural Compressor, FP16), then run an InferenceSession on the chosen execution providers."""
+dynamic, FP16), then run an InferenceSession on the chosen execution providers."""
 
 from __future__ import annotations
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
 
@@ -28,3 +29,27 @@ def tiny_model():
     torch.manual_seed(0)
     return load_model("tiny-detr-arch").model
 
+
+@pytest.fixture(scope="module")
+def model():
+    """Engine parity tests' model: a tiny DETR with random weights; the box head's last layer is re-drawn because DETR initializes it to
+    zero, which makes every box exactly (0.5, 0.5, 0.5, 0.5) and a box comparison meaningless."""
+    from optim.models.zoo import load_model
+
+    torch.manual_seed(0)
+    detr = load_model("tiny-detr-arch").model
+    torch.nn.init.normal_(detr.bbox_predictor.layers[-1].weight, std=10.0)
+    return detr.eval()
+
+
+@pytest.fixture(scope="module")
+def calibration() -> list[np.ndarray]:
+    """Three random (2, 3, 64, 64) calibration batches."""
+    rng = np.random.default_rng(1)
+    return [rng.normal(size=(2, 3, 64, 64)).astype(np.float32) for _ in range(3)]
+
+
+@pytest.fixture(scope="module")
+def images() -> np.ndarray:
+    """Three random 64x64 images for parity checks."""
+    return np.random.default_rng(2).normal(size=(3, 3, 64, 64)).astype(np.float32)

@@ -7,14 +7,12 @@ from __future__ import annotations
 import numpy as np
 import onnx
 import pytest
-import torch
 
 from optim.engines.base import BuildContext
 from optim.engines.onnx_export import PARITY_ATOL, torch_outputs
 from optim.engines.onnxruntime_engine import OnnxRuntimeEngine, create_session, ort_module, run_session
 from optim.errors import OptimError
 from optim.models.blocks import block_of_node
-from optim.models.zoo import load_model
 from optim.quantize import ort_quant
 from optim.quantize.calibration import calibration_batches
 from optim.spec import EngineSpec, QuantizeStep
@@ -22,27 +20,6 @@ from optim.spec import EngineSpec, QuantizeStep
 SIZE = (64, 64)
 # Mean |quantized - FP32| allowed on raw outputs; observed ~0.001 for both, static and dynamic.
 MEAN_ATOL = {"logits": 0.05, "pred_boxes": 0.05}
-
-
-@pytest.fixture(scope="module")
-def model():
-    """Tiny DETR with random weights; the box head's last layer is re-drawn because DETR initializes it to
-    zero, which makes every box exactly (0.5, 0.5, 0.5, 0.5) and a box comparison meaningless."""
-    torch.manual_seed(0)
-    detr = load_model("tiny-detr-arch").model
-    torch.nn.init.normal_(detr.bbox_predictor.layers[-1].weight, std=10.0)
-    return detr.eval()
-
-
-@pytest.fixture(scope="module")
-def calibration() -> list[np.ndarray]:
-    rng = np.random.default_rng(1)
-    return [rng.normal(size=(2, 3, *SIZE)).astype(np.float32) for _ in range(3)]
-
-
-@pytest.fixture(scope="module")
-def images() -> np.ndarray:
-    return np.random.default_rng(2).normal(size=(3, 3, *SIZE)).astype(np.float32)
 
 
 def build(model, tmp_path_factory, calibration, step: QuantizeStep | None, **spec):

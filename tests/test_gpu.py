@@ -50,27 +50,6 @@ def has(package: str) -> bool:
     return importlib.util.find_spec(package) is not None
 
 
-@pytest.fixture(scope="module")
-def model():
-    """Tiny DETR with random weights; the box head's last layer is re-drawn because DETR initializes it to
-    zero, which makes every box (0.5, 0.5, 0.5, 0.5) and a box comparison meaningless."""
-    torch.manual_seed(0)
-    detr = load_model("tiny-detr-arch").model
-    torch.nn.init.normal_(detr.bbox_predictor.layers[-1].weight, std=10.0)
-    return detr.eval()
-
-
-@pytest.fixture(scope="module")
-def calibration() -> list[np.ndarray]:
-    rng = np.random.default_rng(1)
-    return [rng.normal(size=(2, 3, *SIZE)).astype(np.float32) for _ in range(3)]
-
-
-@pytest.fixture(scope="module")
-def images() -> np.ndarray:
-    return np.random.default_rng(2).normal(size=(3, 3, *SIZE)).astype(np.float32)
-
-
 def step(method: str, **options) -> QuantizeStep:
     return QuantizeStep(kind="quantize", method=method, **options)
 

@@ -169,3 +169,14 @@ def test_impossible_target_raises(model, val_batches):
     with pytest.raises(OptimError, match=r"no INT8 configuration within 0\.0% .* in 2 trial\(s\): trial 1 "
                                          r"\(FP32: none\).*trial 2 \(FP32: heads\)"):
         quantize_inc_torch(model, step, val_batches, exact_agreement, val_batches[0])
+
+
+def test_compile_engine_closes_cleanly_when_build_fails_before_compiling():
+    """A failed INC build must surface its own error, not one from close()."""
+    from optim.engines.pytorch_engine import TorchCompileEngine
+    from optim.spec import EngineSpec
+
+    engine = TorchCompileEngine(EngineSpec(kind="torch_compile"))
+    engine.freezing = True  # as set by the INC branch before tuning runs
+    engine.close()
+    assert engine.freezing is False

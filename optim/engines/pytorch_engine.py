@@ -122,8 +122,11 @@ class TorchCompileEngine(PyTorchEngine):
 
     def close(self) -> None:
         super().close()
-        if self.freezing:
+        # Only a compile that switched the flag on restores it (a build can fail before compiling).
+        previous = getattr(self, "_freezing_before", None)
+        if previous is not None:
             import torch._inductor.config as inductor_config
 
-            inductor_config.freezing = self._freezing_before
-            self.freezing = False
+            inductor_config.freezing = previous
+            self._freezing_before = None
+        self.freezing = False

@@ -56,8 +56,13 @@ class ExperimentData:
         return load_batches(self.eval_set, self.batch_size)
 
     @cached_property
+    def calibration_image_batches(self) -> list[ImageBatch]:
+        """Calibration images with their ids, for scoring tuning trials on the calibration split."""
+        return load_batches(self.calibration_set, self.batch_size)
+
+    @property
     def calibration_batches(self) -> list[np.ndarray]:
-        return [batch.pixels for batch in load_batches(self.calibration_set, self.batch_size)]
+        return [batch.pixels for batch in self.calibration_image_batches]
 
     def train_set(self, split: str = "train") -> CocoDetection:
         """Training images for distillation / fine-tuning after pruning (generated if synthetic)."""

@@ -157,7 +157,6 @@ def _tuning_map(forward, data: ExperimentData, spec: ExperimentSpec) -> float:
     """mAP of a candidate model on the calibration split: accuracy-aware tuning (INC) never sees eval images.
 
     `forward` maps a float32 (B, 3, H, W) tensor to (logits, pred_boxes)."""
-    from optim.eval_data import load_batches
     from optim.evaluation.coco_eval import coco_metrics
 
     def infer(pixels):
@@ -165,5 +164,5 @@ def _tuning_map(forward, data: ExperimentData, spec: ExperimentSpec) -> float:
             return tuple(t.detach().float().numpy() for t in forward(torch.from_numpy(pixels)))
 
     dataset = data.calibration_set
-    detections = predict(infer, load_batches(dataset, spec.eval_batch_size), spec.eval_batch_size)
+    detections = predict(infer, data.calibration_image_batches, spec.eval_batch_size)
     return coco_metrics(dataset.coco, detections, dataset.category_ids)["map"]

@@ -1,10 +1,18 @@
-"""python -m optim.compare RUN_A RUN_B — flag latency and accuracy regressions of run B against run A.
+"""python -m optim.compare RUN_A [RUN_A2 ...] RUN_B — flag latency and accuracy regressions of run B.
 
-A run is a report folder holding results.json, or the file itself. Variants are matched by name and
-compared at every batch size both measured. Latency regresses when B's p50 exceeds A's by more than
-max(latency_threshold x A's p50, 3 x the combined noise), the noise of each run being the robust sigma of
-its timed samples (IQR / 1.349); accuracy regresses when mAP drops by more than map_threshold (absolute).
-A variant that failed in B but ran in A is a regression too. Exit status: 0 none, 1 regression, 2 bad input.
+A run is a report folder holding results.json, or the file itself. Every run but the last is a reference
+run (give several to measure run-to-run spread); the last is the candidate. Variants are matched by name
+and compared at every batch size measured in both. The reference latency is the median of the reference
+runs' p50s. Latency regresses when B's p50 exceeds it by more than
+
+    max(latency_threshold x reference, 3 x sqrt(sampling^2 + run_to_run^2))
+
+where sampling is the standard error of the difference of two medians (1.2533 x robust sigma / sqrt(n),
+robust sigma = IQR / 1.349 of the timed samples) and run_to_run is the standard deviation of the reference
+runs' p50s (0 with one reference run). Accuracy regresses when mAP drops by more than map_threshold
+(absolute). A variant that failed in B but ran in the reference is a regression too. Latency measured while
+other processes used more than 10 % of the CPU is marked, since that, not the code, is then the likely
+cause. Exit status: 0 none, 1 regression, 2 bad input.
 """
 
 from __future__ import annotations
@@ -19,9 +27,11 @@ import numpy as np
 
 from optim.cli import run_cli
 from optim.errors import OptimError
+from optim.machine_load import BUSY_WARNING
 from optim.report.summary import is_ok, latency_by_batch, measured
 
 IQR_TO_SIGMA = 1.349  # the IQR of a normal distribution, in standard deviations
+MEDIAN_SE = 1.2533  # standard error of a median = this x sigma / sqrt(n), for normal samples
 NOISE_SIGMAS = 3.0
 
 
@@ -41,6 +51,7 @@ class Row:
 @dataclass
 class Comparison:
     rows: list[Row] = field(default_factory=list)
+    busy: list[str] = field(default_factory=list)  # "variant @bsN: run X had Y % background CPU"
 
     @property
     def regressions(self) -> list[Row]:
@@ -74,12 +85,21 @@ def robust_sigma(record: dict) -> float:
     return measured(record.get("std_ms")) or 0.0
 
 
-def _latency_row(name: str, batch: int, a: dict, b: dict, threshold: float) -> Row | None:
-    a_p50, b_p50 = measured(a.get("p50_ms")), measured(b.get("p50_ms"))
-    if a_p50 is None or b_p50 is None:
+def median_standard_error(record: dict) -> float:
+    """Standard error of a latency record's p50: 1.2533 x robust sigma / sqrt(samples)."""
+    count = len(record.get("samples_ms") or []) or measured(record.get("iters")) or 1
+    return MEDIAN_SE * robust_sigma(record) / math.sqrt(count)
+
+
+def _latency_row(name: str, batch: int, references: list[dict], b: dict, threshold: float) -> Row | None:
+    reference_p50s = [p for p in (measured(a.get("p50_ms")) for a in references) if p is not None]
+    b_p50 = measured(b.get("p50_ms"))
+    if not reference_p50s or b_p50 is None:
         return None
-    noise = math.hypot(robust_sigma(a), robust_sigma(b))
-    limit = max(threshold * a_p50, NOISE_SIGMAS * noise)
+    a_p50 = float(np.median(reference_p50s))
+    sampling = math.hypot(float(np.median([median_standard_error(a) for a in references])), median_standard_error(b))
+    run_to_run = float(np.std(reference_p50s, ddof=1)) if len(reference_p50s) > 1 else 0.0
+    limit = max(threshold * a_p50, NOISE_SIGMAS * math.hypot(sampling, run_to_run))
     delta = b_p50 - a_p50
     change = f"{delta:+.3f} ms ({delta / a_p50:+.1%})" if a_p50 else f"{delta:+.3f} ms"
     if delta > limit:
@@ -89,6 +109,13 @@ def _latency_row(name: str, batch: int, a: dict, b: dict, threshold: float) -> R
     else:
         verdict, regression = f"ok (within ±{limit:.3f} ms)", False
     return Row(name, f"p50 ms @bs{batch}", a_p50, b_p50, change, verdict, regression)
+
+
+def _busy_notes(name: str, batch: int, records: list[tuple[str, dict]]) -> list[str]:
+    """Which of these latency records were timed while other processes used > BUSY_WARNING of the CPU."""
+    return [f"{name} @bs{batch}: {run} timed with {load:.0%} background CPU"
+            for run, record in records if (load := measured(record.get("background_cpu"))) is not None
+            and load > BUSY_WARNING]
 
 
 def _accuracy_row(name: str, a: dict, b: dict, threshold: float) -> Row | None:
@@ -103,9 +130,12 @@ def _accuracy_row(name: str, a: dict, b: dict, threshold: float) -> Row | None:
     return Row(name, "mAP", a_map, b_map, f"{delta:+.4f}", verdict, regression)
 
 
-def compare(run_a: dict, run_b: dict, latency_threshold: float = 0.1, map_threshold: float = 0.01) -> Comparison:
-    """Every variant of A and B, matched by name: status, latency at each common batch size, mAP."""
-    a_by_name = {v["name"]: v for v in run_a["variants"]}
+def compare(references: list[dict], run_b: dict, latency_threshold: float = 0.1,
+            map_threshold: float = 0.01) -> Comparison:
+    """Every variant of the reference runs and B, matched by name: status, latency at each batch size measured
+    in B and the first reference run, mAP (against the first reference run)."""
+    a_by_name = {v["name"]: v for v in references[0]["variants"]}
+    others = [{v["name"]: v for v in run["variants"]} for run in references[1:]]
     b_by_name = {v["name"]: v for v in run_b["variants"]}
     result = Comparison()
     for name in list(a_by_name) + [n for n in b_by_name if n not in a_by_name]:
@@ -125,9 +155,15 @@ def compare(run_a: dict, run_b: dict, latency_threshold: float = 0.1, map_thresh
         if not is_ok(a):
             result.rows.append(Row(name, "status", a.get("status"), "ok", "", "fixed in B (not compared)"))
             continue
-        a_latency, b_latency = latency_by_batch(a), latency_by_batch(b)
-        rows = [_latency_row(name, batch, a_latency[batch], b_latency[batch], latency_threshold)
-                for batch in a_latency if batch in b_latency]
+        reference_latencies = [latency_by_batch(a)] + [latency_by_batch(o[name]) for o in others
+                                                        if name in o and is_ok(o[name])]
+        b_latency = latency_by_batch(b)
+        rows = []
+        for batch in (batch for batch in reference_latencies[0] if batch in b_latency):
+            records = [latencies[batch] for latencies in reference_latencies if batch in latencies]
+            rows.append(_latency_row(name, batch, records, b_latency[batch], latency_threshold))
+            labelled = [(f"reference {i + 1}", record) for i, record in enumerate(records)] + [("B", b_latency[batch])]
+            result.busy.extend(_busy_notes(name, batch, labelled))
         rows.append(_accuracy_row(name, a, b, map_threshold))
         result.rows.extend(row for row in rows if row is not None)
     return result
@@ -154,17 +190,23 @@ def format_table(comparison: Comparison) -> str:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m optim.compare", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("run_a", type=Path, help="reference run: report folder or results.json")
-    parser.add_argument("run_b", type=Path, help="new run: report folder or results.json")
+    parser.add_argument("runs", type=Path, nargs="+", metavar="RUN",
+                        help="reference run(s) then the new run: report folders or results.json files")
     parser.add_argument("--latency-threshold", type=float, default=0.1,
                         help="relative p50 increase tolerated beyond noise (default 0.1 = 10%%)")
     parser.add_argument("--map-threshold", type=float, default=0.01, help="absolute mAP drop tolerated (default 0.01)")
     args = parser.parse_args(argv)
+    if len(args.runs) < 2:
+        parser.error("give at least two runs: a reference run and the new run (last)")
     if args.latency_threshold < 0 or args.map_threshold < 0:
         parser.error("thresholds must be >= 0")
-    comparison = compare(load_results(args.run_a), load_results(args.run_b), args.latency_threshold,
-                         args.map_threshold)
+    references = [load_results(path) for path in args.runs[:-1]]
+    comparison = compare(references, load_results(args.runs[-1]), args.latency_threshold, args.map_threshold)
     print(format_table(comparison))
+    if comparison.busy:
+        print(f"\nmeasured on a busy machine (other processes above {BUSY_WARNING:.0%} of the CPU; latency there says "
+              "more about the machine than the code; re-run on an idle machine):")
+        print("\n".join(f"  {note}" for note in comparison.busy))
     regressions = comparison.regressions
     if regressions:
         names = sorted({row.variant for row in regressions})

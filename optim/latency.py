@@ -8,13 +8,15 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from optim.machine_load import LoadWindow
 from optim.spec import LatencySpec
 
 METHOD_TEXT = ("Latency: per batch size, {warmup} untimed warm-up iterations, then timed iterations until "
                "{max_seconds:g} s or {max_iters} iterations have passed (at least {min_iters}); each iteration is "
                "one engine call on a fixed preprocessed batch (pre/post-processing excluded, measured separately "
                "in the stage profile), timed with time.perf_counter (CUDA synchronized before and after on GPU). "
-               "Throughput = batch size / mean latency. First-inference time = the first call after build.")
+               "Throughput = batch size / mean latency. First-inference time = the first call after build. "
+               "Background load = CPU time other processes used while timing, per core (Linux /proc/stat).")
 
 
 @dataclass
@@ -30,6 +32,7 @@ class LatencyStats:
     iters: int
     throughput_ips: float
     samples_ms: list[float]
+    background_cpu: float | None = None  # other processes' CPU share while timing (optim.machine_load)
 
     def as_dict(self) -> dict:
         return self.__dict__.copy()
@@ -51,6 +54,7 @@ def measure(call: Callable[[], object], spec: LatencySpec, batch_size: int, sync
     for _ in range(spec.warmup_iters):
         call()
     sync()
+    load = LoadWindow.start()
     samples: list[float] = []
     deadline = time.perf_counter() + spec.max_seconds
     while len(samples) < spec.max_iters and (len(samples) < spec.min_iters or time.perf_counter() < deadline):
@@ -58,4 +62,6 @@ def measure(call: Callable[[], object], spec: LatencySpec, batch_size: int, sync
         call()
         sync()
         samples.append(time.perf_counter() - start)
-    return summarize(samples, batch_size)
+    stats = summarize(samples, batch_size)
+    stats.background_cpu = load.finish()
+    return stats

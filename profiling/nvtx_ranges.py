@@ -1,14 +1,16 @@
 """Named stage ranges (preprocess, backbone, encoder, decoder, heads, postprocess) for profilers.
 
 `stage(name)` opens a `torch.profiler.record_function` label (seen by torch.profiler) and, when asked
-for, an NVTX range (seen by Nsight Systems). Outside `ranges_enabled()` it returns one shared
-`nullcontext`, touching neither, so instrumented code costs next to nothing while it is being timed.
+for, an NVTX range (seen by Nsight Systems) and a wall-clock timer (the low-overhead stage timings).
+Outside `ranges_enabled()` it returns one shared `nullcontext`, touching none of them, so instrumented
+code costs next to nothing while it is being timed (`python -m profiling.overhead` measures it).
 `instrument_detr(model)` opens the same ranges around the blocks of a Hugging Face DETR with forward hooks.
 """
 
 from __future__ import annotations
 
 import contextlib
+import time
 from collections.abc import Callable, Iterator
 from contextvars import ContextVar
 from dataclasses import dataclass
@@ -26,6 +28,8 @@ class _Mode:
 
     push: Callable[[str], object] | None  # NVTX push/pop, None = no NVTX
     pop: Callable[[], object] | None
+    seconds: dict[str, float] | None  # wall seconds summed per stage name, None = no timing
+    labels: bool  # open torch.profiler record_function labels
 
 
 _MODE: ContextVar[_Mode | None] = ContextVar("optim_profiling_ranges", default=None)
@@ -49,11 +53,14 @@ def is_enabled() -> bool:
 
 
 @contextlib.contextmanager
-def ranges_enabled(nvtx: bool = False) -> Iterator[None]:
+def ranges_enabled(nvtx: bool = False, seconds: dict[str, float] | None = None,
+                   labels: bool = True) -> Iterator[None]:
     """Within this block, `stage` opens record_function labels, plus NVTX ranges when `nvtx` is true
-    (NVTX ranges are only visible when the process runs under `nsys profile -t nvtx,...`)."""
+    (NVTX ranges are only visible when the process runs under `nsys profile -t nvtx,...`), and adds each
+    range's wall time to `seconds[name]` when a dict is given; `labels=False` skips the record_function
+    labels (a timing-only pass needs no profiler labels)."""
     push, pop = _nvtx_functions() if nvtx else (None, None)
-    token = _MODE.set(_Mode(push, pop))
+    token = _MODE.set(_Mode(push, pop, seconds, labels))
     try:
         yield
     finally:
@@ -63,21 +70,27 @@ def ranges_enabled(nvtx: bool = False) -> Iterator[None]:
 class _Range:
     """One open stage: a record_function label and, optionally, an NVTX range."""
 
-    __slots__ = ("label", "mode", "name")
+    __slots__ = ("label", "mode", "name", "start")
 
     def __init__(self, name: str, mode: _Mode):
         self.name = name
         self.mode = mode
         self.label = None
+        self.start = 0.0
 
     def __enter__(self) -> None:  # like the nullcontext it stands in for
         if self.mode.push is not None:
             self.mode.push(self.name)
-        self.label = torch.profiler.record_function(self.name)
-        self.label.__enter__()
+        if self.mode.labels:
+            self.label = torch.profiler.record_function(self.name)
+            self.label.__enter__()
+        self.start = time.perf_counter()
 
     def __exit__(self, *exc_info) -> None:
-        self.label.__exit__(None, None, None)
+        if self.mode.seconds is not None:
+            self.mode.seconds[self.name] = self.mode.seconds.get(self.name, 0.0) + time.perf_counter() - self.start
+        if self.label is not None:
+            self.label.__exit__(None, None, None)
         if self.mode.pop is not None:
             self.mode.pop()
 

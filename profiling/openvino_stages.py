@@ -11,7 +11,7 @@ from pathlib import Path
 import numpy as np
 
 from optim.engines.onnx_export import OUTPUT_NAMES
-from profiling.stages import BLOCK_STAGES, OpTime, Sample, build_result, run_end_to_end, stage_of_node
+from profiling.stages import BLOCK_STAGES, OpTime, Sample, build_result, interleaved, run_end_to_end, stage_of_node
 
 # Runtime layer types doing the arithmetic (after the plugin's fusions).
 COMPUTE_TYPES = {"Convolution", "GroupConvolution", "Deconvolution", "FullyConnected", "FullyConnectedQuantized",
@@ -81,14 +81,15 @@ def _window_means(before: tuple[int, dict], after: tuple[int, dict]) -> dict[str
             for name, layer in after[1].items()}
 
 
-def profile_openvino(engine, variant, sample: Sample, iterations: int, p50_ms: float,
-                     counters_path: Path | None) -> dict:
-    """Profile `iterations` end-to-end runs with per-layer counters; the averaged counters go to `counters_path`."""
+def profile_openvino(engine, variant, sample: Sample, iterations: int, counters_path: Path | None) -> dict:
+    """Profile `iterations` end-to-end runs with per-layer counters, each after a plain run of the engine (the
+    reference); the averaged counters go to `counters_path`."""
     request = _CountingRequest(_profiling_model(engine))
     run_end_to_end(request, sample, iterations=0)  # untimed warm-up
     before = request.snapshot()
     request.timing = True
-    host = run_end_to_end(request, sample, iterations, warmup=0)
+    reference, host = interleaved(lambda: run_end_to_end(engine.infer, sample, iterations=1, warmup=0),
+                                  lambda: run_end_to_end(request, sample, iterations=1, warmup=0), iterations)
     layers = _window_means(before, request.snapshot())
     ops, blocks, compute = [], defaultdict(float), []
     for name, layer in layers.items():
@@ -107,11 +108,13 @@ def profile_openvino(engine, variant, sample: Sample, iterations: int, p50_ms: f
               "mean_ms": round(layer["us"] / 1000.0, 5)}
              for name, layer in sorted(layers.items(), key=lambda item: -item[1]["us"])], indent=1))
     layers_ms = sum(blocks.values())
-    engine_ms = 1000.0 * sum(request.infer_s) / max(len(request.infer_s), 1)
+    engine_ms = 1000.0 * float(np.median(request.infer_s)) if request.infer_s else 0.0
     source = (f"OpenVINO CPU performance counters (PERF_COUNT) over {iterations} end-to-end iterations at batch 1; "
+              f"each after a plain run of the engine (the end-to-end reference); "
               f"executed layers' real time grouped by the DETR block in each layer's name (other = unattributed "
               f"layers); precision from the kernel name. One inference took {engine_ms:.3f} ms wall time with the "
-              f"counters on, of which layers are {layers_ms:.3f} ms; the rest is the runtime's overhead, not in "
-              "any stage.")
-    return build_result(blocks_ms={name: blocks.get(name, 0.0) for name in (*BLOCK_STAGES, "other")}, host=host,
-                        p50_ms=p50_ms, engine_ms=engine_ms, ops=ops, compute=compute, variant=variant, source=source)
+              f"counters on, of which layers are {layers_ms:.3f} ms; the rest is the runtime's own overhead "
+              "(stage runtime).")
+    blocks["runtime"] = max(engine_ms - layers_ms, 0.0)
+    return build_result(blocks_ms={name: blocks.get(name, 0.0) for name in (*BLOCK_STAGES, "other", "runtime")},
+                        host=host, reference=reference, engine_ms=engine_ms, ops=ops, compute=compute, variant=variant, source=source)

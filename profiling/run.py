@@ -34,7 +34,7 @@ def _traces(out_dir: Path, variant_name: str, suffix: str) -> tuple[Path, str]:
     return out_dir / relative, relative
 
 
-def _stage_breakdown(engine, variant, sample: Sample, iterations: int, p50_ms: float, profile: ProfileSpec,
+def _stage_breakdown(engine, variant, sample: Sample, iterations: int, profile: ProfileSpec,
                      out_dir: Path, files: dict[str, str]) -> dict | None:
     """The engine's stage breakdown (writing its trace / counters file), or None for an engine without one."""
     kind = variant.engine.kind
@@ -42,7 +42,7 @@ def _stage_breakdown(engine, variant, sample: Sample, iterations: int, p50_ms: f
         from profiling.torch_stages import profile_torch
 
         path, relative = _traces(out_dir, variant.name, "torch.json")
-        result = profile_torch(engine, variant, sample, iterations, p50_ms,
+        result = profile_torch(engine, variant, sample, iterations,
                                path if profile.torch_profiler else None, nvtx=profile.nvtx)
         if profile.torch_profiler:
             files["torch_profiler"] = relative
@@ -52,14 +52,14 @@ def _stage_breakdown(engine, variant, sample: Sample, iterations: int, p50_ms: f
             from profiling.ort_stages import profile_ort
 
             path, relative = _traces(out_dir, variant.name, "ort.json")
-            result = profile_ort(engine, variant, sample, iterations, p50_ms, path)
+            result = profile_ort(engine, variant, sample, iterations, path)
             files["onnxruntime"] = relative
             return result
         if kind == "openvino":
             from profiling.openvino_stages import profile_openvino
 
             path, relative = _traces(out_dir, variant.name, "ov_counters.json")
-            result = profile_openvino(engine, variant, sample, iterations, p50_ms, path)
+            result = profile_openvino(engine, variant, sample, iterations, path)
             files["openvino"] = relative
             return result
     return None
@@ -97,7 +97,7 @@ def profile_variant(engine, model, variant, profile: ProfileSpec, data, out_dir:
                     p50_ms: float) -> tuple[dict | None, dict[str, str]]:
     """Run the profilers `profile` asks for on a built engine, after its timing.
 
-    `p50_ms` is the timed median latency at batch 1 (the breakdown's end-to-end reference); `out_dir` is the
+    `p50_ms` is the timed median latency at batch 1 (sets the number of profiled iterations); `out_dir` is the
     experiment's report folder. Returns the stage breakdown (see `profiling.stages`; None when not asked for
     or the engine cannot attribute time) and the profile files written, relative to `out_dir`. A profiler
     that fails costs only its own output: the failure is printed and noted in the breakdown. `model` (the
@@ -111,7 +111,9 @@ def profile_variant(engine, model, variant, profile: ProfileSpec, data, out_dir:
     want_breakdown = profile.stages or (profile.torch_profiler and variant.engine.kind in TORCH_ENGINES)
     if want_breakdown and cpu and variant.engine.kind in STAGE_ENGINES:
         try:
-            stages = _stage_breakdown(engine, variant, sample, iterations, p50_ms, profile, out_dir, files)
+            stages = _stage_breakdown(engine, variant, sample, iterations, profile, out_dir, files)
+            if stages is not None:
+                stages["timed_p50_ms"] = round(p50_ms, 4)
         except Exception as error:  # noqa: BLE001 -- a profiler bug must not lose the variant's measured results
             failures.append(f"stage profile failed: {type(error).__name__}: {error}")
     elif profile.stages:

@@ -4,10 +4,12 @@ DETR's stages.
 
 Result (JSON-ready dict):
     total_ms          sum of stages_ms (what the profiler attributes, per image, batch 1)
-    end_to_end_ms     the runner's timed p50 at batch 1 + the measured pre- and post-processing
+    end_to_end_ms     median end-to-end time of plain (unprofiled) iterations of the engine, interleaved with
+                      the profiled ones (see `interleaved`)
+    timed_p50_ms      the runner's timed p50 at batch 1 (minutes earlier: machine drift shows between the two)
     coverage          total_ms / end_to_end_ms (how much of the real time the breakdown explains)
     engine_ms         the engine's own time per inference in the profiled run
-    stages_ms         {preprocess, backbone, encoder, decoder, heads, postprocess, other}
+    stages_ms         {preprocess, backbone, encoder, decoder, heads, postprocess, other, runtime}
     top_ops           the 15 slowest operators: {name, op, stage, ms, precision}
     int8_ops / float_ops  compute operators (convolutions, matrix products) by runtime precision
     fallback_warning  an INT8 variant whose compute operators run in float outside keep_float, else None
@@ -29,7 +31,9 @@ from optim.evaluation.postprocess import postprocess
 from optim.models.blocks import block_of_node
 from profiling.nvtx_ranges import stage
 
-STAGES = ("preprocess", "backbone", "encoder", "decoder", "heads", "postprocess", "other")
+# other = operators outside DETR's blocks; runtime = the engine's time outside any operator (executor,
+# scheduling, copies), measured as its run time minus its operators' (graph engines only).
+STAGES = ("preprocess", "backbone", "encoder", "decoder", "heads", "postprocess", "other", "runtime")
 BLOCK_STAGES = ("backbone", "encoder", "decoder", "heads")
 TOP_OPS = 15
 WARMUP_ITERS = 3
@@ -61,7 +65,7 @@ class Sample:
 
 @dataclass
 class HostTimes:
-    """Mean wall time per iteration of each part of an end-to-end iteration (milliseconds)."""
+    """Median wall time per iteration of each part of an end-to-end iteration (milliseconds)."""
 
     preprocess_ms: float
     infer_ms: float
@@ -79,8 +83,9 @@ def sample_of(data) -> Sample:
 def run_end_to_end(infer: Callable[[np.ndarray], Sequence[np.ndarray]], sample: Sample, iterations: int,
                    warmup: int = WARMUP_ITERS) -> HostTimes:
     """`warmup` untimed then `iterations` timed end-to-end iterations at batch 1, each part inside its stage
-    range ("preprocess", "inference", "postprocess"), so that profilers attribute them."""
-    totals = np.zeros(3)
+    range ("preprocess", "inference", "postprocess"), so that profilers attribute them. Returns each part's
+    median over the timed iterations (robust to the odd slow iteration of a busy machine)."""
+    parts = []
     for index in range(warmup + iterations):
         start = time.perf_counter()
         with stage("preprocess"):
@@ -93,9 +98,32 @@ def run_end_to_end(infer: Callable[[np.ndarray], Sequence[np.ndarray]], sample: 
             postprocess(logits, boxes, sample.orig_size)
         end = time.perf_counter()
         if index >= warmup:
-            totals += (inferred - start, postprocessed - inferred, end - postprocessed)
-    pre, infer_s, post = totals * 1000.0 / max(iterations, 1)
+            parts.append((inferred - start, postprocessed - inferred, end - postprocessed))
+    if not parts:
+        return HostTimes(0.0, 0.0, 0.0, 0)
+    pre, infer_s, post = np.median(np.asarray(parts), axis=0) * 1000.0
     return HostTimes(float(pre), float(infer_s), float(post), iterations)
+
+
+def median_times(times: Sequence[HostTimes]) -> HostTimes:
+    """Each part's median over several HostTimes (one per iteration)."""
+    if not times:
+        return HostTimes(0.0, 0.0, 0.0, 0)
+    parts = np.median(np.asarray([(t.preprocess_ms, t.infer_ms, t.postprocess_ms) for t in times]), axis=0)
+    return HostTimes(float(parts[0]), float(parts[1]), float(parts[2]), len(times))
+
+
+def interleaved(plain: Callable[[], HostTimes], profiled: Callable[[], HostTimes],
+                iterations: int) -> tuple[HostTimes, HostTimes]:
+    """Alternate one plain and one profiled end-to-end iteration `iterations` times; each side's medians.
+
+    This machine's speed drifts by 10-25 % between windows tens of milliseconds apart, so a profile is only
+    comparable with plain iterations that ran at the same moments."""
+    plain_times, profiled_times = [], []
+    for _ in range(iterations):
+        plain_times.append(plain())
+        profiled_times.append(profiled())
+    return median_times(plain_times), median_times(profiled_times)
 
 
 def stage_of_node(node_name: str) -> str:
@@ -127,16 +155,18 @@ def fallback_warning(variant_precision: str, compute: list[tuple[str, str, bool]
             f"e.g. {floats[0][0]}")
 
 
-def build_result(*, blocks_ms: dict[str, float], host: HostTimes, p50_ms: float, engine_ms: float,
+def build_result(*, blocks_ms: dict[str, float], host: HostTimes, reference: HostTimes, engine_ms: float,
                  ops: list[OpTime], compute: list[tuple[str, str, bool]], variant, source: str,
                  notes: list[str] | None = None) -> dict:
-    """Assemble the result dict; `blocks_ms` holds backbone/encoder/decoder/heads/other per inference."""
+    """Assemble the result dict; `blocks_ms` holds backbone/encoder/decoder/heads/other(/runtime) per inference,
+    `reference` the plain (unprofiled) iterations interleaved with the profiled ones, which the breakdown must
+    add up to."""
     stages_ms = {name: 0.0 for name in STAGES}
     stages_ms.update({name: float(ms) for name, ms in blocks_ms.items()})
     stages_ms["preprocess"] = host.preprocess_ms
     stages_ms["postprocess"] = host.postprocess_ms
     total = sum(stages_ms.values())
-    end_to_end = p50_ms + host.preprocess_ms + host.postprocess_ms
+    end_to_end = reference.preprocess_ms + reference.infer_ms + reference.postprocess_ms
     quantize = next((s for s in variant.steps if s.kind == "quantize"), None)
     return {
         "total_ms": round(total, 4),

@@ -1,19 +1,21 @@
-"""Stage breakdown of the PyTorch engines (eager, torch.compile, dynamic INT8, autocast) with torch.profiler:
-the stage ranges opened by `instrument_detr`'s hooks are timed as wall time on the CPU, operators are
-attributed to the innermost stage range around them."""
+"""Stage breakdown of the PyTorch engines (eager, torch.compile, dynamic INT8, autocast): the stage ranges
+opened by `instrument_detr`'s hooks time themselves (wall clock, no profiler, so the stages add up to the
+real latency); torch.profiler then attributes operators to the innermost stage range around them."""
 
 from __future__ import annotations
 
 from collections import defaultdict
 from pathlib import Path
 
+import numpy as np
 import torch
 
 from optim.models.blocks import block_of_module
 from profiling.nvtx_ranges import detr_root, instrument_detr, ranges_enabled
-from profiling.stages import BLOCK_STAGES, STAGES, HostTimes, OpTime, Sample, build_result, run_end_to_end
+from profiling.stages import BLOCK_STAGES, STAGES, HostTimes, OpTime, Sample, build_result, interleaved, run_end_to_end
 
 ATTRIBUTED = set(STAGES) | {"inference"}
+TIMED_ITERS = 20  # at least this many timed (and as many plain) iterations: the perf_counter pass is cheap
 # Operators that run in the autocast dtype (the rest of an autocast model stays float32).
 AUTOCAST_OPS = {"aten::linear", "aten::addmm", "aten::mm", "aten::bmm", "aten::matmul", "aten::baddbmm",
                 "aten::conv2d", "aten::convolution", "aten::_convolution", "aten::mkldnn_convolution"}
@@ -49,54 +51,69 @@ def _stage_of(event) -> str:
     return "other"
 
 
-def _attribute(events, iterations: int, autocast_dtype) -> tuple[dict[str, float], list[OpTime]]:
-    """Mean ms per iteration of each stage range (inference included), and of each (stage, operator)."""
-    ranges: dict[str, float] = defaultdict(float)
+def _operator_times(events, iterations: int, autocast_dtype) -> list[OpTime]:
+    """Mean self time per iteration of each (stage, operator) pair."""
     ops: dict[tuple[str, str], float] = defaultdict(float)
     for event in events:
-        if event.is_user_annotation:
-            if event.name in ATTRIBUTED:
-                ranges[event.name] += event.cpu_time_total
-        elif event.self_cpu_time_total > 0:
+        if not event.is_user_annotation and event.self_cpu_time_total > 0:
             ops[(_stage_of(event), event.name)] += event.self_cpu_time_total
     per_iter = 1000.0 * max(iterations, 1)  # microseconds summed over iterations -> ms per iteration
-    op_times = [OpTime(f"{where}/{op}", op, where, us / per_iter, _op_precision(op, autocast_dtype))
-                for (where, op), us in ops.items()]
-    return {name: us / per_iter for name, us in ranges.items()}, op_times
+    return [OpTime(f"{where}/{op}", op, where, us / per_iter, _op_precision(op, autocast_dtype))
+            for (where, op), us in ops.items()]
 
 
-def profile_torch(engine, variant, sample: Sample, iterations: int, p50_ms: float, trace_path: Path | None,
+def _timed_stages(engine, sample: Sample, iterations: int, nvtx: bool) -> tuple[dict[str, float], HostTimes, HostTimes]:
+    """Median wall ms per iteration of each stage range, timed by the ranges themselves (a perf_counter pair
+    per range, no profiler), the host times of those iterations, and of plain iterations (ranges off)
+    interleaved with them."""
+    per_iteration: list[dict[str, float]] = []
+
+    def timed() -> HostTimes:
+        seconds: dict[str, float] = {}
+        with ranges_enabled(nvtx=nvtx, seconds=seconds, labels=False):
+            times = run_end_to_end(engine.infer, sample, iterations=1, warmup=0)
+        per_iteration.append(seconds)
+        return times
+
+    reference, host = interleaved(lambda: run_end_to_end(engine.infer, sample, iterations=1, warmup=0), timed,
+                                  iterations)
+    names = set().union(*per_iteration)
+    medians = {name: 1000.0 * float(np.median([it.get(name, 0.0) for it in per_iteration])) for name in names}
+    return medians, host, reference
+
+
+def profile_torch(engine, variant, sample: Sample, iterations: int, trace_path: Path | None,
                   nvtx: bool = False) -> dict:
-    """Profile `iterations` end-to-end runs of a PyTorch engine; writes a Chrome trace to `trace_path` if given."""
+    """Stage times of end-to-end runs of a PyTorch engine from the stage ranges' own timers (interleaved with
+    plain runs, the reference they must add up to), then `iterations` runs under torch.profiler for the
+    operator table and the Chrome trace (`trace_path`, if given)."""
     hooks = instrument_detr(engine.model)
     try:
         with ranges_enabled(nvtx=nvtx):
             # Untimed warm-up with the hooks in place (torch.compile re-traces around them here).
             run_end_to_end(engine.infer, sample, iterations=0)
-            with torch.profiler.profile(activities=[torch.profiler.ProfilerActivity.CPU]) as prof:
-                host = run_end_to_end(engine.infer, sample, iterations, warmup=0)
+        timed_iterations = max(iterations, TIMED_ITERS)
+        stages_ms, host, reference = _timed_stages(engine, sample, timed_iterations, nvtx)
+        with ranges_enabled(nvtx=nvtx), torch.profiler.profile(activities=[torch.profiler.ProfilerActivity.CPU]) as prof:
+            run_end_to_end(engine.infer, sample, iterations, warmup=0)
     finally:
         hooks.remove()
     if trace_path is not None:
         trace_path.parent.mkdir(parents=True, exist_ok=True)
         prof.export_chrome_trace(str(trace_path))
-    autocast_dtype = getattr(engine, "dtype", None)
-    ranges, ops = _attribute(prof.events(), iterations, autocast_dtype)
-    blocks = {name: ranges.get(name, 0.0) for name in BLOCK_STAGES}
-    inference_ms = ranges.get("inference", host.infer_ms)
-    blocks["other"] = max(inference_ms - sum(blocks.values()), 0.0)
-    profiled = HostTimes(ranges.get("preprocess", host.preprocess_ms), host.infer_ms,
-                         ranges.get("postprocess", host.postprocess_ms), host.iterations)
-    compiled = variant.engine.kind == "torch_compile"
-    source = (f"torch.profiler (CPU) over {iterations} end-to-end iterations at batch 1; stage = wall time of the "
-              "record_function ranges opened by forward hooks on DETR's blocks; other = inference time outside "
-              "them (mask/query set-up, output copies). Profiler overhead (a few us per operator) is included, "
-              "so coverage above 1 measures it.")
+    ops = _operator_times(prof.events(), iterations, getattr(engine, "dtype", None))
+    blocks = {name: stages_ms.get(name, 0.0) for name in BLOCK_STAGES}
+    blocks["other"] = max(host.infer_ms - sum(blocks.values()), 0.0)
+    source = (f"stage ranges opened by forward hooks on DETR's blocks, each timed with perf_counter (no profiler), "
+              f"median of {timed_iterations} end-to-end iterations at batch 1, interleaved with as many plain ones "
+              "(the end-to-end reference); other = inference time outside the blocks (mask/query set-up, Python)."
+              f" Top operators: torch.profiler (CPU) over {iterations} "
+              "more iterations, whose per-operator overhead (a few us) is included in their times.")
     notes = []
-    if compiled:
+    if variant.engine.kind == "torch_compile":
         notes.append("torch.compile: the stage hooks split the compiled graph at block boundaries (graph breaks), "
                      "so fusion across blocks is lost while profiling; the timed latency had no hooks.")
     if variant.precision == "int8":
         notes.append("PyTorch dynamic INT8 quantizes nn.Linear only: convolutions always run in FP32.")
-    return build_result(blocks_ms=blocks, host=profiled, p50_ms=p50_ms, engine_ms=inference_ms, ops=ops,
+    return build_result(blocks_ms=blocks, host=host, reference=reference, engine_ms=host.infer_ms, ops=ops,
                         compute=compute_layers(engine.model), variant=variant, source=source, notes=notes)

@@ -71,3 +71,26 @@ def test_dense_targets_put_each_object_in_its_centre_cell():
     assert classes[0, 0 * 8 + 7] == 2 and classes[0, 4 * 8 + 2] == 0
     assert torch.allclose(boxes[0, 4 * 8 + 2], labels[0]["boxes"][1])
     assert (classes[0][~positive[0]] == 4).all()
+
+
+def test_a_query_group_equal_to_detrs_own_queries_has_detrs_own_loss(tiny_model):
+    """The extra groups reuse DETR's decoder, heads and set loss: a group holding DETR's own query embeddings
+    must reproduce DETR's own loss exactly, and the training wrapper adds each extra group's loss."""
+    import torch
+
+    from optim.finetune.query_groups import ExtraQueryGroups
+    from optim.finetune.training_aids import DetrWithTrainingAids
+
+    pixels = torch.randn(2, 3, 64, 64)
+    labels = [{"class_labels": torch.tensor([1]), "boxes": torch.tensor([[0.5, 0.5, 0.2, 0.3]])},
+              {"class_labels": torch.tensor([0, 2]), "boxes": torch.tensor([[0.2, 0.3, 0.1, 0.1], [0.7, 0.6, 0.3, 0.2]])}]
+    groups = ExtraQueryGroups(tiny_model, groups=2)
+    with torch.no_grad():
+        groups.embeddings[0] = tiny_model.model.query_position_embeddings.weight
+        outputs = tiny_model(pixel_values=pixels, labels=labels)
+        group_loss = groups.loss(tiny_model, outputs.encoder_last_hidden_state, labels, (64, 64))
+        assert torch.allclose(group_loss, outputs.loss, rtol=1e-5)
+
+        wrapped = DetrWithTrainingAids(tiny_model, encoder_aux_weight=0.0, query_groups=2)
+        wrapped.groups = groups
+        assert torch.allclose(wrapped(pixels, labels).loss, 2 * outputs.loss, rtol=1e-5)

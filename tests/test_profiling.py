@@ -5,6 +5,10 @@ to backbone / encoder / decoder, add up against the engine's own time, and see I
 from __future__ import annotations
 
 import json
+import os
+import subprocess
+import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -22,10 +26,10 @@ from profiling.stages import STAGES, fallback_warning, stage_of_node
 
 SIZE = (64, 64)
 BLOCKS = ("backbone", "encoder", "decoder", "heads")
-# Profiled time vs the separately timed p50 + pre/post of a sub-millisecond model: profiler overhead per
-# operator and a shared, busy CPU (seen: 0.3x to 5x) make this loose; it still catches a breakdown off by
-# orders of magnitude (e.g. us read as ms). The tight checks compare figures of the same profiled run.
-COVERAGE_BOUNDS = (0.1, 10.0)
+# Stage sum vs plain iterations interleaved with the profiled ones, on a sub-millisecond model whose stage
+# timers (a few us per range) are a visible share: loose enough for a busy CI machine, tight enough to
+# catch profiler overhead counted as model time (ORT's profiler alone made it 2.5x before it was removed).
+COVERAGE_BOUNDS = (0.5, 2.0)
 
 
 @pytest.fixture(scope="module", autouse=True)
@@ -77,8 +81,9 @@ def _check_breakdown(stages: dict, p50: float) -> None:
     for block in ("backbone", "encoder", "decoder", "preprocess", "postprocess"):
         assert stages["stages_ms"][block] > 0, block
     assert stages["total_ms"] == pytest.approx(sum(stages["stages_ms"].values()), abs=1e-3)
-    pre, post = stages["stages_ms"]["preprocess"], stages["stages_ms"]["postprocess"]
-    assert stages["end_to_end_ms"] == pytest.approx(p50 + pre + post, rel=1e-3)
+    assert stages["timed_p50_ms"] == pytest.approx(p50, abs=1e-4)
+    engine_stages = sum(ms for name, ms in stages["stages_ms"].items() if name not in ("preprocess", "postprocess"))
+    assert engine_stages == pytest.approx(stages["engine_ms"], rel=1e-3, abs=1e-3)
     assert stages["coverage"] == pytest.approx(stages["total_ms"] / stages["end_to_end_ms"], rel=1e-3)
     assert COVERAGE_BOUNDS[0] < stages["coverage"] < COVERAGE_BOUNDS[1], stages
     ops = stages["top_ops"]
@@ -144,8 +149,10 @@ def test_onnxruntime_breakdown_adds_up_to_the_session_time(tiny, data, tmp_path)
     stages, files, p50 = _profile(tiny, data, tmp_path, "onnxruntime", stages=True)
     _check_breakdown(stages, p50)
     nodes_ms = sum(stages["stages_ms"][s] for s in (*BLOCKS, "other"))
-    # Node kernels are part of each run: never more than the session's run time, and most of it.
-    assert 0.3 * stages["engine_ms"] < nodes_ms <= 1.02 * stages["engine_ms"]
+    # Node kernels (less the profiler's measured cost) are part of each run: never more than the session's
+    # unprofiled run time; on this tiny model ORT's executor overhead (stage runtime) is a large share.
+    assert 0 < nodes_ms <= 1.02 * stages["engine_ms"]
+    assert stages["stages_ms"]["runtime"] > 0
     assert stages["int8_ops"] == 0 and stages["float_ops"] > 0 and stages["fallback_warning"] is None
     events = json.loads((tmp_path / files["onnxruntime"]).read_text())
     assert any(e.get("name") == "model_run" for e in events)
@@ -185,3 +192,32 @@ def test_stage_of_node_and_fallback_warning():
 def test_iterations_follow_the_latency():
     assert iterations_for(0.01) == 20 and iterations_for(10_000) == 5
     assert iterations_for(200) == 10
+
+
+def test_overhead_command_measures_every_condition(tmp_path):
+    """python -m profiling.overhead times plain vs instrumented forwards and writes its verdict as JSON."""
+    out = tmp_path / "overhead.json"
+    result = subprocess.run([sys.executable, "-m", "profiling.overhead", "--model", "tiny-detr-arch", "--rounds", "3",
+                             "--iterations", "3", "--threads", "1", "--out", str(out)],
+                            capture_output=True, text=True, timeout=300, check=False)
+    assert result.returncode == 0, result.stderr[-2000:]
+    report = json.loads(out.read_text())
+    assert set(report["median_ms"]) == {"plain", "hooks, profiling off", "plain again", "stage timers on"}
+    assert all(ms > 0 for ms in report["median_ms"].values())
+    assert report["median_change_vs_plain"]["plain"] == 0.0
+    assert isinstance(report["profiling_off_within_noise"], bool) and "profiling off is" in result.stdout
+
+
+def test_background_load_sees_another_busy_process():
+    """A busy child process shows up as background CPU; our own work does not."""
+    from optim.machine_load import LoadWindow
+
+    busy = subprocess.Popen([sys.executable, "-c", "import time\nend = time.time() + 3\nwhile time.time() < end: pass"])
+    try:
+        time.sleep(0.5)
+        window = LoadWindow.start()
+        time.sleep(1.0)
+        load = window.finish()
+    finally:
+        busy.kill()
+    assert load is not None and load > 0.5 / os.cpu_count()  # about one core's worth of the machine busy

@@ -89,10 +89,12 @@ def _unfreeze_batch_norm(module: torch.nn.Module) -> None:
 
 
 def wrap_for_training(model, spec: FinetuneSpec) -> torch.nn.Module:
-    """DETR plus the dense encoder head when `encoder_aux_weight` > 0 (see optim.finetune.dense_aux)."""
-    from optim.finetune.dense_aux import DetrWithDenseAux
+    """DETR plus the training-only aids the spec asks for (`encoder_aux_weight`, `query_groups`)."""
+    from optim.finetune.training_aids import DetrWithTrainingAids
 
-    return DetrWithDenseAux(model, spec.encoder_aux_weight) if spec.encoder_aux_weight > 0 else model
+    if spec.encoder_aux_weight == 0 and spec.query_groups == 1:
+        return model
+    return DetrWithTrainingAids(model, spec.encoder_aux_weight, spec.query_groups)
 
 
 def unwrap(model: torch.nn.Module) -> torch.nn.Module:

@@ -68,19 +68,3 @@ def dense_auxiliary_loss(head: DenseAuxiliaryHead, encoder_states: torch.Tensor,
         loss = loss + 5.0 * F.l1_loss(predicted[positive], boxes[positive])
     return loss
 
-
-class DetrWithDenseAux(nn.Module):
-    """Training wrapper: DETR's own loss plus `weight` x the dense encoder loss. `.detr` is what gets saved."""
-
-    def __init__(self, detr: nn.Module, weight: float):
-        super().__init__()
-        self.detr = detr
-        self.weight = weight
-        self.head = DenseAuxiliaryHead(detr.config.d_model, detr.config.num_labels)
-
-    def forward(self, pixel_values: torch.Tensor, labels: list[dict] | None = None):
-        outputs = self.detr(pixel_values=pixel_values, labels=labels)
-        if labels is not None and self.weight > 0:
-            aux = dense_auxiliary_loss(self.head, outputs.encoder_last_hidden_state, labels, pixel_values.shape[-2:])
-            outputs.loss = outputs.loss + self.weight * aux
-        return outputs

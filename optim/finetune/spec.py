@@ -31,8 +31,15 @@ class FinetuneModelSpec(StrictModel):
     arch: Literal["synth-detr", "tiny-detr", "detr-r50"] | None = "synth-detr"
     init: str | None = None
 
+    @model_validator(mode="before")
+    @classmethod
+    def _init_replaces_default_arch(cls, data):
+        if isinstance(data, dict) and data.get("init") is not None and "arch" not in data:
+            return {**data, "arch": None}
+        return data
+
     @model_validator(mode="after")
-    def _one_source(self) -> "FinetuneModelSpec":
+    def _one_source(self) -> FinetuneModelSpec:
         if (self.arch is None) == (self.init is None):
             raise ValueError("give exactly one of 'arch' (random init) or 'init' (a model to start from)")
         return self
@@ -55,6 +62,8 @@ class FinetuneSpec(StrictModel):
     hflip: bool = True
     encoder_aux_weight: float = Field(1.0, ge=0, description="dense encoder supervision while training "
                                       "(optim.finetune.dense_aux); 0 turns it off")
+    query_groups: int = Field(1, ge=1, description="Group DETR: train this many groups of object queries "
+                              "(optim.finetune.query_groups); 1 = DETR's own queries only")
     eval_every: int = Field(2000, ge=1)
     save_every: int = Field(1000, ge=1)
     logger: Literal["csv", "tensorboard"] = "csv"

@@ -8,7 +8,7 @@ import math
 from collections.abc import Iterable
 from typing import Any
 
-STAGES = ("preprocess", "backbone", "encoder", "decoder", "heads", "postprocess", "other")
+STAGES = ("preprocess", "backbone", "encoder", "decoder", "heads", "postprocess", "other", "runtime")
 
 
 def measured(value: Any) -> float | None:

@@ -13,7 +13,7 @@ from optim.report.summary import STAGES, measured
 
 STAGE_COLORS = {
     "preprocess": "#9aa5b1", "backbone": "#4e79a7", "encoder": "#f28e2b", "decoder": "#59a14f",
-    "heads": "#b07aa1", "postprocess": "#76b7b2", "other": "#cfd4da",
+    "heads": "#b07aa1", "postprocess": "#76b7b2", "other": "#cfd4da", "runtime": "#9aa3ad",
 }
 WIDTH = 960
 LABEL_W = 200  # left column for variant names

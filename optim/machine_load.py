@@ -1,0 +1,54 @@
+"""How busy the rest of the machine was while we timed something: CPU time that other processes used.
+
+On a shared or small machine the dominant latency noise is not sampling spread but other work stealing
+cores (a busy sibling hyperthread slows a 2-vCPU machine by tens of percent). Linux only: /proc/stat gives
+the machine's busy time, `os.times()` this process's own; the difference, per core and second of wall
+time, is the background load (0 = idle apart from us, 1 = every core fully busy with other work).
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from dataclasses import dataclass
+
+CLOCK_TICKS = os.sysconf("SC_CLK_TCK") if hasattr(os, "sysconf") else 100
+BUSY_WARNING = 0.10  # background load above which a latency figure is flagged as measured on a busy machine
+
+
+def _machine_busy_seconds() -> float | None:
+    """CPU seconds all cores spent busy since boot (not idle, not waiting for I/O), or None off Linux."""
+    try:
+        with open("/proc/stat") as stat:
+            fields = stat.readline().split()
+    except OSError:
+        return None
+    ticks = [int(value) for value in fields[1:]]
+    idle = ticks[3] + (ticks[4] if len(ticks) > 4 else 0)
+    return (sum(ticks[:8]) - idle) / CLOCK_TICKS
+
+
+def _own_seconds() -> float:
+    times = os.times()
+    return times.user + times.system
+
+
+@dataclass
+class LoadWindow:
+    """A started measurement of background load; `finish()` returns the fraction (or None off Linux)."""
+
+    wall: float
+    busy: float | None
+    own: float
+
+    @classmethod
+    def start(cls) -> LoadWindow:
+        return cls(time.perf_counter(), _machine_busy_seconds(), _own_seconds())
+
+    def finish(self) -> float | None:
+        busy = _machine_busy_seconds()
+        elapsed = time.perf_counter() - self.wall
+        if busy is None or self.busy is None or elapsed <= 0:
+            return None
+        others = (busy - self.busy) - (_own_seconds() - self.own)
+        return round(min(max(others / (elapsed * (os.cpu_count() or 1)), 0.0), 1.0), 3)

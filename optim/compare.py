@@ -9,10 +9,12 @@ runs' p50s. Latency regresses when B's p50 exceeds it by more than
 
 where sampling is the standard error of the difference of two medians (1.2533 x robust sigma / sqrt(n),
 robust sigma = IQR / 1.349 of the timed samples) and run_to_run is the standard deviation of the reference
-runs' p50s (0 with one reference run). Accuracy regresses when mAP drops by more than map_threshold
-(absolute). A variant that failed in B but ran in the reference is a regression too. Latency measured while
-other processes used more than 10 % of the CPU is marked, since that, not the code, is then the likely
-cause. Exit status: 0 none, 1 regression, 2 bad input.
+runs' p50s (0 with one reference run). When the machine speed probe timed beside each latency figure
+(optim.machine_load.speed_probe_ms) moved by more than 15 % against the reference runs', the machine itself
+ran at another speed: B's p50 is then judged divided by that ratio, and the verdict says so. Accuracy
+regresses when mAP drops by more than map_threshold (absolute). A variant that failed in B but ran in the
+reference is a regression too. Latency measured while other processes used more than 10 % of the CPU is
+marked, since that, not the code, is then the likely cause. Exit status: 0 none, 1 regression, 2 bad input.
 """
 
 from __future__ import annotations
@@ -27,7 +29,7 @@ import numpy as np
 
 from optim.cli import run_cli
 from optim.errors import OptimError
-from optim.machine_load import BUSY_WARNING
+from optim.machine_load import BUSY_WARNING, PROBE_TOLERANCE
 from optim.report.summary import is_ok, latency_by_batch, measured
 
 IQR_TO_SIGMA = 1.349  # the IQR of a normal distribution, in standard deviations
@@ -91,6 +93,13 @@ def median_standard_error(record: dict) -> float:
     return MEDIAN_SE * robust_sigma(record) / math.sqrt(count)
 
 
+def probe_ratio(references: list[dict], b: dict) -> float | None:
+    """B's machine speed probe over the reference runs' median probe (>1: the machine was slower for B)."""
+    probes = [p for p in (measured(a.get("probe_ms")) for a in references) if p]
+    b_probe = measured(b.get("probe_ms"))
+    return b_probe / float(np.median(probes)) if probes and b_probe else None
+
+
 def _latency_row(name: str, batch: int, references: list[dict], b: dict, threshold: float) -> Row | None:
     reference_p50s = [p for p in (measured(a.get("p50_ms")) for a in references) if p is not None]
     b_p50 = measured(b.get("p50_ms"))
@@ -102,12 +111,18 @@ def _latency_row(name: str, batch: int, references: list[dict], b: dict, thresho
     limit = max(threshold * a_p50, NOISE_SIGMAS * math.hypot(sampling, run_to_run))
     delta = b_p50 - a_p50
     change = f"{delta:+.3f} ms ({delta / a_p50:+.1%})" if a_p50 else f"{delta:+.3f} ms"
+    ratio = probe_ratio(references, b)
+    corrected = ""
+    if ratio is not None and abs(ratio - 1) > PROBE_TOLERANCE:
+        # The machine itself ran at another speed while B was timed: judge B at the reference's machine speed.
+        delta = b_p50 / ratio - a_p50
+        corrected = f", machine {ratio - 1:+.0%} (probe): judged at {b_p50 / ratio:.3f} ms"
     if delta > limit:
-        verdict, regression = f"REGRESSION (limit +{limit:.3f} ms)", True
+        verdict, regression = f"REGRESSION (limit +{limit:.3f} ms{corrected})", True
     elif delta < -limit:
-        verdict, regression = "faster", False
+        verdict, regression = f"faster{corrected and f' ({corrected[2:]})'}", False
     else:
-        verdict, regression = f"ok (within ±{limit:.3f} ms)", False
+        verdict, regression = f"ok (within ±{limit:.3f} ms{corrected})", False
     return Row(name, f"p50 ms @bs{batch}", a_p50, b_p50, change, verdict, regression)
 
 

@@ -8,7 +8,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from optim.machine_load import LoadWindow
+from optim.machine_load import LoadWindow, speed_probe_ms
 from optim.spec import LatencySpec
 
 METHOD_TEXT = ("Latency: per batch size, {warmup} untimed warm-up iterations, then timed iterations until "
@@ -16,7 +16,8 @@ METHOD_TEXT = ("Latency: per batch size, {warmup} untimed warm-up iterations, th
                "one engine call on a fixed preprocessed batch (pre/post-processing excluded, measured separately "
                "in the stage profile), timed with time.perf_counter (CUDA synchronized before and after on GPU). "
                "Throughput = batch size / mean latency. First-inference time = the first call after build. "
-               "Background load = CPU time other processes used while timing, per core (Linux /proc/stat).")
+               "Background load = CPU time other processes used while timing, per core (Linux /proc/stat); "
+               "probe = a fixed one-thread matrix product timed just before, the machine's speed at that moment.")
 
 
 @dataclass
@@ -33,6 +34,7 @@ class LatencyStats:
     throughput_ips: float
     samples_ms: list[float]
     background_cpu: float | None = None  # other processes' CPU share while timing (optim.machine_load)
+    probe_ms: float | None = None  # the machine speed probe just before timing (optim.machine_load)
 
     def as_dict(self) -> dict:
         return self.__dict__.copy()
@@ -54,6 +56,7 @@ def measure(call: Callable[[], object], spec: LatencySpec, batch_size: int, sync
     for _ in range(spec.warmup_iters):
         call()
     sync()
+    probe = speed_probe_ms()
     load = LoadWindow.start()
     samples: list[float] = []
     deadline = time.perf_counter() + spec.max_seconds
@@ -64,4 +67,5 @@ def measure(call: Callable[[], object], spec: LatencySpec, batch_size: int, sync
         samples.append(time.perf_counter() - start)
     stats = summarize(samples, batch_size)
     stats.background_cpu = load.finish()
+    stats.probe_ms = probe
     return stats

@@ -52,3 +52,35 @@ class LoadWindow:
             return None
         others = (busy - self.busy) - (_own_seconds() - self.own)
         return round(min(max(others / (elapsed * (os.cpu_count() or 1)), 0.0), 1.0), 3)
+
+
+PROBE_SIZE = 256  # a 256x256x256 float32 matrix product: ~0.5-1 ms on one x86 core
+PROBE_ITERS = 25
+PROBE_TOLERANCE = 0.15  # a probe this much slower than the reference runs' means the machine was slower
+
+
+def speed_probe_ms() -> float:
+    """Median ms of a fixed single-thread workload, run just before a latency measurement.
+
+    Cloud vCPUs slow down for seconds at a time (a neighbour on the same physical core, frequency changes)
+    in ways no process list shows; timed beside every latency figure, this fixed workload tells such an
+    episode (probe slow too) from a slower variant (probe unchanged). One thread whatever the experiment's
+    thread setting, so a thread-count regression does not hide behind it."""
+    import torch
+
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        generator = torch.Generator().manual_seed(0)
+        a = torch.randn(PROBE_SIZE, PROBE_SIZE, generator=generator)
+        b = torch.randn(PROBE_SIZE, PROBE_SIZE, generator=generator)
+        samples = []
+        for index in range(PROBE_ITERS + 3):
+            start = time.perf_counter()
+            torch.mm(a, b)
+            if index >= 3:
+                samples.append(time.perf_counter() - start)
+    finally:
+        torch.set_num_threads(threads)
+    samples.sort()
+    return round(1000.0 * samples[len(samples) // 2], 4)

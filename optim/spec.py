@@ -112,6 +112,8 @@ class DistillStep(StrictModel):
     teacher: str = Field("baseline", description="'baseline' or any zoo name / folder / hub id")
     steps: int = Field(500, ge=1)
     lr: float = Field(1e-4, gt=0)
+    schedule: Literal["constant", "cosine"] = Field("constant", description="learning rate over the steps; "
+                                                    "cosine decays to 10 % of lr at the last step")
     batch_size: int = Field(16, ge=1)
     feature_weight: float = Field(0.0, ge=0, description="weight of the encoder-feature MSE term")
 

@@ -259,3 +259,15 @@ def test_distillation_refuses_a_teacher_with_other_classes(train_data, tmp_path)
     step = DistillStep(kind="distill", steps=1)
     with pytest.raises(OptimError, match="classes"):
         apply_distill(tiny(), tiny(num_labels=7), step, train_data, tmp_path)
+
+
+def test_distillation_learning_rate_schedules():
+    from optim.compress.distill import learning_rate
+    from optim.spec import DistillStep
+
+    cosine = DistillStep(kind="distill", steps=101, lr=1e-3, schedule="cosine")
+    rates = [learning_rate(cosine, i) for i in range(101)]
+    assert rates[0] == pytest.approx(1e-3) and rates[-1] == pytest.approx(1e-4)
+    assert rates[50] == pytest.approx(5.5e-4) and all(a >= b for a, b in zip(rates, rates[1:]))
+    constant = DistillStep(kind="distill", steps=10, lr=1e-3)
+    assert {learning_rate(constant, i) for i in range(10)} == {1e-3}

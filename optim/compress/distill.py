@@ -14,6 +14,7 @@ import copy
 import csv
 import hashlib
 import json
+import math
 import shutil
 from pathlib import Path
 
@@ -158,11 +159,19 @@ def distillation_terms(student_out, teacher_out, config) -> dict[str, torch.Tens
     return {"kd_class": kd_class, "kd_box_l1": (weight * l1).sum(), "kd_giou": (weight * (1 - giou)).sum()}
 
 
+def learning_rate(step: DistillStep, index: int) -> float:
+    """The learning rate of step `index` (0-based): constant, or cosine from `lr` down to 10 % of it."""
+    if step.schedule == "constant":
+        return step.lr
+    progress = index / max(1, step.steps - 1)
+    return step.lr * (0.1 + 0.9 * 0.5 * (1 + math.cos(math.pi * progress)))
+
+
 def run_fingerprint(student: torch.nn.Module, teacher: torch.nn.Module, step: DistillStep,
                     train_data: CocoDetection, seed: int) -> str:
     """What a checkpoint was trained from (both models' weights, the settings except the step budget, the
     data): a checkpoint with another fingerprint belongs to another run."""
-    digest = hashlib.sha256(json.dumps({"lr": step.lr, "batch_size": step.batch_size, "seed": seed,
+    digest = hashlib.sha256(json.dumps({"lr": step.lr, "schedule": step.schedule, "batch_size": step.batch_size, "seed": seed,
                                         "feature_weight": step.feature_weight, "images": len(train_data),
                                         "data": str(train_data.folder.annotations)}).encode())
     for model in (student, teacher):
@@ -274,6 +283,8 @@ def apply_distill(student: torch.nn.Module, teacher: torch.nn.Module, step: Dist
     _trim_log(log_path, start)
     losses = []
     for index in tqdm(range(start, step.steps), initial=start, total=step.steps, desc="distill"):
+        for group in optimizer.param_groups:
+            group["lr"] = learning_rate(step, index)
         batch = load_batch(train_data, batch_indices(len(train_data), step.batch_size, index, seed), device)
         with torch.no_grad():
             teacher_out = teacher(pixel_values=batch["pixel_values"])
@@ -301,7 +312,8 @@ def apply_distill(student: torch.nn.Module, teacher: torch.nn.Module, step: Dist
     _end_training(student, frozen)
     if start < step.steps:
         checkpoint.save(student, optimizer, step.steps)
-    notes = [f"distilled from teacher '{step.teacher}' for {step.steps} steps (batch {step.batch_size}, lr {step.lr:g})"
+    notes = [f"distilled from teacher '{step.teacher}' for {step.steps} steps (batch {step.batch_size}, lr {step.lr:g}"
+             f"{', cosine' if step.schedule == 'cosine' else ''})"
              + (f", resumed at step {start}" if start else "")]
     if len(losses) >= 2:
         k = min(10, len(losses) // 2)

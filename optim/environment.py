@@ -17,9 +17,10 @@ def _version(package: str) -> str | None:
 def _cpuinfo(field: str) -> str | None:
     """The first value of `field` in /proc/cpuinfo (Linux), or None."""
     try:
-        for line in open("/proc/cpuinfo"):
-            if line.startswith(field):
-                return line.split(":", 1)[1].strip()
+        with open("/proc/cpuinfo") as cpuinfo:
+            for line in cpuinfo:
+                if line.startswith(field):
+                    return line.split(":", 1)[1].strip()
     except OSError:
         pass
     return None

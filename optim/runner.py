@@ -10,8 +10,8 @@ from pathlib import Path
 from tqdm import tqdm
 
 from optim.environment import environment
-from optim.finetune.common import seed_everything
 from optim.eval_data import ExperimentData, detections_from_json, torch_threads
+from optim.finetune.common import seed_everything
 from optim.latency import METHOD_TEXT
 from optim.models.zoo import load_model
 from optim.results import ResultStore, safe_child, write_json_atomic
@@ -78,7 +78,7 @@ def _measure(variant: VariantSpec, spec: ExperimentSpec, data: ExperimentData, b
         outcome = run_variant(variant, spec, data, base_model, baseline_detections,
                               safe_child(out_dir / "artifacts", variant.name), compressed)
         record = {**base, "status": "ok", "error": None, **outcome.record}
-    except Exception as error:  # a failing variant must never lose the others' results
+    except Exception as error:  # noqa: BLE001 -- a failing variant must never lose the others' results
         reason = f"{type(error).__name__}: {error}"
         tqdm.write(f"{variant.name}: FAILED — {reason}")
         record = {**base, "status": "failed", "error": reason,

@@ -9,7 +9,7 @@ happen later, just before a variant runs (`optim.engines.registry.check_availabl
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated, Literal, Union
+from typing import Annotated, Literal
 
 from pydantic import Field, model_validator
 
@@ -48,7 +48,7 @@ class DataSpec(StrictModel):
     calibration_images: int = Field(64, ge=1, le=10000)
 
     @model_validator(mode="after")
-    def _calibration_apart(self) -> "DataSpec":
+    def _calibration_apart(self) -> DataSpec:
         if self.calibration_split == self.eval_split:
             raise ValueError("calibration_split must differ from eval_split (calibration images must never be "
                              "evaluation images); e.g. calibrate on 'val' and evaluate on 'test'")
@@ -65,7 +65,7 @@ class LatencySpec(StrictModel):
     threads: int | None = Field(None, ge=1, description="intra-op threads for every engine (default: all cores)")
 
     @model_validator(mode="after")
-    def _bounds(self) -> "LatencySpec":
+    def _bounds(self) -> LatencySpec:
         if self.min_iters > self.max_iters:
             raise ValueError("min_iters must be <= max_iters")
         return self
@@ -118,7 +118,7 @@ class DistillStep(StrictModel):
     feature_weight: float = Field(0.0, ge=0, description="weight of the encoder-feature MSE term")
 
 
-Step = Annotated[Union[QuantizeStep, PruneStep, DistillStep], Field(discriminator="kind")]
+Step = Annotated[QuantizeStep | PruneStep | DistillStep, Field(discriminator="kind")]
 
 
 class EngineSpec(StrictModel):
@@ -132,7 +132,7 @@ class EngineSpec(StrictModel):
     cuda_graphs: bool = Field(False, description="pytorch on cuda: capture one CUDA graph per input shape, replay it")
 
     @model_validator(mode="after")
-    def _device(self) -> "EngineSpec":
+    def _device(self) -> EngineSpec:
         if self.kind in GPU_ENGINES and self.device != "cuda":
             raise ValueError(f"engine '{self.kind}' runs only on a GPU: set device: cuda")
         if self.cuda_graphs and (self.kind != "pytorch" or self.device != "cuda"):
@@ -150,7 +150,7 @@ class VariantSpec(StrictModel):
     profile: ProfileSpec | None = None
 
     @model_validator(mode="after")
-    def _chain(self) -> "VariantSpec":
+    def _chain(self) -> VariantSpec:
         quantize = [i for i, step in enumerate(self.steps) if step.kind == "quantize"]
         if len(quantize) > 1:
             raise ValueError("at most one quantize step per variant")
@@ -221,7 +221,7 @@ class ExperimentSpec(StrictModel):
     output_dir: Path = Path("reports")
 
     @model_validator(mode="after")
-    def _variants(self) -> "ExperimentSpec":
+    def _variants(self) -> ExperimentSpec:
         names = [v.name for v in self.all_variants()]
         if not names:
             raise ValueError("no variants: add 'variants:' or 'matrix:'")

@@ -116,7 +116,7 @@ def run_variant(variant: VariantSpec, spec: ExperimentSpec, data: ExperimentData
         latency = {}
         for batch_size in tqdm(spec.batch_sizes, desc=f"{variant.name}: latency", unit="batch size", leave=False):
             batch = data.example(batch_size)
-            latency[str(batch_size)] = measure(lambda: engine.infer(batch), spec.latency, batch_size,
+            latency[str(batch_size)] = measure(lambda batch=batch: engine.infer(batch), spec.latency, batch_size,
                                                synchronize).as_dict()
         if on_gpu:  # TensorRT allocates its engine memory itself: its size is in the build notes
             peak_mib = torch.cuda.max_memory_allocated() / 2**20

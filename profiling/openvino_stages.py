@@ -117,4 +117,5 @@ def profile_openvino(engine, variant, sample: Sample, iterations: int, counters_
               "(stage runtime).")
     blocks["runtime"] = max(engine_ms - layers_ms, 0.0)
     return build_result(blocks_ms={name: blocks.get(name, 0.0) for name in (*BLOCK_STAGES, "other", "runtime")},
-                        host=host, reference=reference, engine_ms=engine_ms, ops=ops, compute=compute, variant=variant, source=source)
+                        host=host, reference=reference, engine_ms=engine_ms, ops=ops, compute=compute, variant=variant,
+                        source=source)

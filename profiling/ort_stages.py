@@ -127,10 +127,10 @@ def profile_ort(engine, variant, sample: Sample, iterations: int, trace_path: Pa
     source = (f"ONNX Runtime profiler (enable_profiling) on a second session over {iterations} end-to-end iterations "
               f"at batch 1, providers {', '.join(sorted({n['provider'] for n in nodes.values()}))}; node kernel "
               f"times grouped by the DETR block in each node's name (other = unattributed nodes). Profiled runs took "
-              f"{profiled_ms:.3f} ms, the same session unprofiled {host.infer_ms:.3f} ms (medians): the difference, "
-              f"{1000 * per_call_ms:.1f} us per node call over {calls_per_run:.0f} calls, is the profiler's own cost and "
-              f"is taken off each node's time. Node kernels: {kernels_ms:.3f} ms; the rest of the unprofiled run is "
-              "ORT's executor overhead (stage runtime).")
+              f"{profiled_ms:.3f} ms (mean), the same session unprofiled {host.infer_ms:.3f} ms (median): the "
+              f"difference, {1000 * per_call_ms:.1f} us per node call over {calls_per_run:.0f} calls, is the "
+              f"profiler's own cost and is taken off each node's time. Node kernels: {kernels_ms:.3f} ms; the rest "
+              "of the unprofiled run is ORT's executor overhead (stage runtime).")
     return build_result(blocks_ms={name: blocks.get(name, 0.0) for name in (*BLOCK_STAGES, "other", "runtime")},
-                        host=host, reference=reference, engine_ms=host.infer_ms, ops=ops, compute=compute, variant=variant,
-                        source=source)
+                        host=host, reference=reference, engine_ms=host.infer_ms, ops=ops, compute=compute,
+                        variant=variant, source=source)

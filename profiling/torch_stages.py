@@ -94,7 +94,8 @@ def profile_torch(engine, variant, sample: Sample, iterations: int, trace_path: 
             run_end_to_end(engine.infer, sample, iterations=0)
         timed_iterations = max(iterations, TIMED_ITERS)
         stages_ms, host, reference = _timed_stages(engine, sample, timed_iterations, nvtx)
-        with ranges_enabled(nvtx=nvtx), torch.profiler.profile(activities=[torch.profiler.ProfilerActivity.CPU]) as prof:
+        activities = [torch.profiler.ProfilerActivity.CPU]
+        with ranges_enabled(nvtx=nvtx), torch.profiler.profile(activities=activities) as prof:
             run_end_to_end(engine.infer, sample, iterations, warmup=0)
     finally:
         hooks.remove()

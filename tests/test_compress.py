@@ -5,6 +5,7 @@ layer, and distillation lowers the distillation loss and resumes from its checkp
 from __future__ import annotations
 
 import csv
+import itertools
 
 import numpy as np
 import pytest
@@ -268,6 +269,6 @@ def test_distillation_learning_rate_schedules():
     cosine = DistillStep(kind="distill", steps=101, lr=1e-3, schedule="cosine")
     rates = [learning_rate(cosine, i) for i in range(101)]
     assert rates[0] == pytest.approx(1e-3) and rates[-1] == pytest.approx(1e-4)
-    assert rates[50] == pytest.approx(5.5e-4) and all(a >= b for a, b in zip(rates, rates[1:]))
+    assert rates[50] == pytest.approx(5.5e-4) and all(a >= b for a, b in itertools.pairwise(rates))
     constant = DistillStep(kind="distill", steps=10, lr=1e-3)
     assert {learning_rate(constant, i) for i in range(10)} == {1e-3}

@@ -10,14 +10,14 @@ import torch
 pytest.importorskip("openvino")
 pytest.importorskip("nncf")
 
-from optim.engines.base import BuildContext  # noqa: E402
-from optim.engines.onnx_export import torch_outputs  # noqa: E402
-from optim.engines.openvino_engine import OpenVinoEngine, executed_precisions  # noqa: E402
-from optim.errors import OptimError  # noqa: E402
-from optim.models.blocks import block_of_node  # noqa: E402
-from optim.models.zoo import load_model  # noqa: E402
-from optim.quantize.nncf_quant import fake_quantize_consumers, node_blocks, quantize_nncf  # noqa: E402
-from optim.spec import EngineSpec, QuantizeStep  # noqa: E402
+from optim.engines.base import BuildContext
+from optim.engines.onnx_export import torch_outputs
+from optim.engines.openvino_engine import OpenVinoEngine, executed_precisions
+from optim.errors import OptimError
+from optim.models.blocks import block_of_node
+from optim.models.zoo import load_model
+from optim.quantize.nncf_quant import fake_quantize_consumers, node_blocks, quantize_nncf
+from optim.spec import EngineSpec, QuantizeStep
 
 SIZE = (64, 64)
 # FP32 OpenVINO vs PyTorch: same math, different kernels and summation order (observed ~1e-7).

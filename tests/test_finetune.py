@@ -31,7 +31,7 @@ def _finetune(tmp_path, root, trainer: str, steps: int) -> subprocess.CompletedP
     spec = tmp_path / f"{trainer}.yaml"
     spec.write_text(SPEC.format(trainer=trainer, root=root, steps=steps, out=tmp_path / "runs"))
     return subprocess.run([sys.executable, "-m", "optim.finetune", str(spec)], capture_output=True, text=True,
-                          timeout=600)
+                          timeout=600, check=False)
 
 
 @pytest.mark.slow
@@ -54,7 +54,8 @@ def test_short_finetune_writes_model_and_resumes(tmp_path, tiny_dataset_root, tr
 def test_unknown_trainer_is_a_clear_error(tmp_path, tiny_dataset_root):
     spec = tmp_path / "bad.yaml"
     spec.write_text(SPEC.format(trainer="keras", root=tiny_dataset_root, steps=1, out=tmp_path))
-    result = subprocess.run([sys.executable, "-m", "optim.finetune", str(spec)], capture_output=True, text=True)
+    result = subprocess.run([sys.executable, "-m", "optim.finetune", str(spec)], capture_output=True, text=True,
+                            check=False)
     assert result.returncode == 2 and "trainer" in result.stderr and "Traceback" not in result.stderr
 
 
@@ -83,7 +84,8 @@ def test_a_query_group_equal_to_detrs_own_queries_has_detrs_own_loss(tiny_model)
 
     pixels = torch.randn(2, 3, 64, 64)
     labels = [{"class_labels": torch.tensor([1]), "boxes": torch.tensor([[0.5, 0.5, 0.2, 0.3]])},
-              {"class_labels": torch.tensor([0, 2]), "boxes": torch.tensor([[0.2, 0.3, 0.1, 0.1], [0.7, 0.6, 0.3, 0.2]])}]
+              {"class_labels": torch.tensor([0, 2]),
+               "boxes": torch.tensor([[0.2, 0.3, 0.1, 0.1], [0.7, 0.6, 0.3, 0.2]])}]
     groups = ExtraQueryGroups(tiny_model, groups=2)
     with torch.no_grad():
         groups.embeddings[0] = tiny_model.model.query_position_embeddings.weight

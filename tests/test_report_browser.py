@@ -72,5 +72,5 @@ def test_script_draws_chart(report, tmp_path):
 
     # The injected name stays text in the DOM after the script ran: no <img> element, title untouched.
     assert "<img" not in dom
-    assert "pwned" not in re.search(r"<title>(.*?)</title>", dom, re.S).group(1)
+    assert "pwned" not in re.search(r"<title>(.*?)</title>", dom, re.DOTALL).group(1)
     assert "ort&lt;img src=x" in dom

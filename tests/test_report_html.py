@@ -22,7 +22,7 @@ def _ok_names(results: dict) -> list[str]:
 
 
 def _embedded_data(page: str) -> dict:
-    match = re.search(r'<script type="application/json" id="report-data">(.*?)</script>', page, re.S)
+    match = re.search(r'<script type="application/json" id="report-data">(.*?)</script>', page, re.DOTALL)
     assert match, "chart data block missing"
     return json.loads(match.group(1))
 
@@ -100,10 +100,10 @@ def test_no_external_resources(results, tmp_path):
                                 "inside": str(tmp_path / "traces" / "a b.json"), "outside": "/etc/passwd",
                                 "relative": "traces/x.html"}
     page = write_report(results, tmp_path).read_text()
-    links = re.findall(r'\b(?:src|href)\s*=\s*["\']([^"\']*)', page, re.I)
+    links = re.findall(r'\b(?:src|href)\s*=\s*["\']([^"\']*)', page, re.IGNORECASE)
     assert links, "expected some local links"
     for link in links:
-        assert not re.match(r"^\s*(?:[a-z][a-z0-9+.-]*:|//)", link, re.I), f"non-local link {link!r}"
+        assert not re.match(r"^\s*(?:[a-z][a-z0-9+.-]*:|//)", link, re.IGNORECASE), f"non-local link {link!r}"
     assert 'href="traces/a%20b.json"' in page  # absolute path inside the report folder -> relative link
     assert 'href="traces/x.html"' in page
     assert "https://example.com/trace.json" in page  # shown as text, not linked
@@ -140,7 +140,7 @@ def test_csv_one_row_per_variant_and_batch(results, tmp_path):
 
 def test_headline_cards(results, tmp_path):
     page = write_report(results, tmp_path).read_text()
-    kpis = re.search(r'<div class="kpis">(.*?)</div>\s*\n', page, re.S).group(1)
+    kpis = re.search(r'<div class="kpis">(.*?)</div>\s*\n', page, re.DOTALL).group(1)
     cards = dict(re.findall(r"<span>([^<]+)</span><b>([^<]+)</b>", kpis))
     assert cards["Fastest"] == "pruned30-ort-int8"  # 3.4x, but -4.1 mAP points
     assert cards["Fastest within 1 mAP pt"] == "openvino-int8"  # 2.9x at -0.9 points

@@ -171,7 +171,8 @@ def run_fingerprint(student: torch.nn.Module, teacher: torch.nn.Module, step: Di
                     train_data: CocoDetection, seed: int) -> str:
     """What a checkpoint was trained from (both models' weights, the settings except the step budget, the
     data): a checkpoint with another fingerprint belongs to another run."""
-    digest = hashlib.sha256(json.dumps({"lr": step.lr, "schedule": step.schedule, "batch_size": step.batch_size, "seed": seed,
+    digest = hashlib.sha256(json.dumps({"lr": step.lr, "schedule": step.schedule, "batch_size": step.batch_size,
+                                        "seed": seed,
                                         "feature_weight": step.feature_weight, "images": len(train_data),
                                         "data": str(train_data.folder.annotations)}).encode())
     for model in (student, teacher):

@@ -28,7 +28,7 @@ class CocoFolder:
     annotations: Path
 
     @classmethod
-    def from_root(cls, root: Path, split: str) -> "CocoFolder":
+    def from_root(cls, root: Path, split: str) -> CocoFolder:
         """`root/<split>/` with `root/annotations/instances_<split>.json` (also accepts COCO's `val2017` names)."""
         return cls(images=Path(root) / split, annotations=Path(root) / "annotations" / f"instances_{split}.json")
 

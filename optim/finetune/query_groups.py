@@ -36,7 +36,8 @@ class ExtraQueryGroups(nn.Module):
         mask = torch.ones(batch, rows, cols, dtype=torch.bool, device=device)
         positions = detr.model.position_embedding(shape=torch.Size([batch, d_model, rows, cols]), device=device,
                                                   dtype=dtype, mask=mask).flatten(2).transpose(1, 2)
-        query_positions = self.embeddings.unsqueeze(1).expand(extra, batch, queries, d_model).reshape(-1, queries, d_model)
+        query_positions = (self.embeddings.unsqueeze(1).expand(extra, batch, queries, d_model)
+                           .reshape(-1, queries, d_model))
         decoded = detr.model.decoder(
             inputs_embeds=torch.zeros_like(query_positions),
             encoder_hidden_states=encoder_states.repeat(extra, 1, 1),

@@ -90,10 +90,10 @@ def disable_dead_quantizers(model: torch.nn.Module) -> int:
 
     dead = 0
     for module in model.modules():
-        if isinstance(module, TensorQuantizer) and module.is_enabled and torch.is_tensor(module.amax):
-            if torch.isnan(module.amax).any() or (module.amax <= 0).all():
-                module.disable()
-                dead += 1
+        if (isinstance(module, TensorQuantizer) and module.is_enabled and torch.is_tensor(module.amax)
+                and (torch.isnan(module.amax).any() or (module.amax <= 0).all())):
+            module.disable()
+            dead += 1
     return dead
 
 

@@ -35,7 +35,7 @@ def _latency(p50: float, batch: int, rng: random.Random) -> dict:
     ordered = sorted(samples)
     mean = sum(samples) / len(samples)
     std = (sum((s - mean) ** 2 for s in samples) / len(samples)) ** 0.5
-    pick = lambda q: ordered[round(q * (len(ordered) - 1))]  # noqa: E731
+    pick = lambda q: ordered[round(q * (len(ordered) - 1))]
     return {"p50_ms": pick(0.5), "p90_ms": pick(0.9), "p99_ms": pick(0.99), "mean_ms": mean, "std_ms": std,
             "min_ms": ordered[0], "iters": len(samples), "throughput_ips": batch * 1000 / pick(0.5),
             "samples_ms": [round(s, 3) for s in samples]}

@@ -11,8 +11,18 @@ from pathlib import Path
 
 from optim.report import fmt
 from optim.report.fmt import DASH, e
-from optim.report.summary import (compare_batch, delta_points, find_baseline, is_ok, latency_by_batch, map_of,
-                                  measured, p50, pareto_frontier, speedup)
+from optim.report.summary import (
+    compare_batch,
+    delta_points,
+    find_baseline,
+    is_ok,
+    latency_by_batch,
+    map_of,
+    measured,
+    p50,
+    pareto_frontier,
+    speedup,
+)
 from optim.report.svg import latency_boxplots, stage_bars, stage_legend
 from optim.report.variant_html import anchor, precision_badge, variant_section
 
@@ -96,8 +106,8 @@ def _kpis(results: dict, baseline: dict | None, batch: int | None) -> str:
     if faster:
         fastest = max(faster, key=lambda v: speedup(v, baseline, batch))
         cards.append(("Fastest", e(fastest.get("name")),
-                      f"{fmt.times(speedup(fastest, baseline, batch))} speedup · "
-                      f"{fmt.signed_points(delta_points(fastest, baseline))} mAP pts"))
+                      (f"{fmt.times(speedup(fastest, baseline, batch))} speedup · "
+                       f"{fmt.signed_points(delta_points(fastest, baseline))} mAP pts")))
         # "within 1 point" needs a trained model: with random weights every mAP is noise
         close = [v for v in faster if (d := delta_points(v, baseline)) is not None and d >= -CLOSE_POINTS
                  and (results.get("model") or {}).get("trained") is not False]
@@ -106,8 +116,8 @@ def _kpis(results: dict, baseline: dict | None, batch: int | None) -> str:
             cards[-1] = (f"Fastest, within {CLOSE_POINTS:g} mAP pt", *cards[-1][1:])
         elif best is not None:
             cards.append((f"Fastest within {CLOSE_POINTS:g} mAP pt", e(best.get("name")),
-                          f"{fmt.times(speedup(best, baseline, batch))} speedup · "
-                          f"{fmt.signed_points(delta_points(best, baseline))} mAP pts"))
+                          (f"{fmt.times(speedup(best, baseline, batch))} speedup · "
+                           f"{fmt.signed_points(delta_points(best, baseline))} mAP pts")))
     cards.append(("Variants", f"{len(ok)} measured", f"{failed} failed" if failed else "none failed"))
     return '<div class="kpis">' + "".join(
         f'<div class="kpi{" kpi-bad" if label == "Variants" and failed else ""}"><span>{label}</span>'
@@ -256,8 +266,8 @@ def _stage_overview(results: dict) -> tuple[str, float]:
     totals = [sum(x for x in ((s.get("stages_ms") or {}).values()) if measured(x)) for _, s in series]
     scale = max(totals, default=0.0)
     if not series:
-        return ('<section class="card" id="stages"><h2>Where the time goes</h2><p class="muted">No stage '
-                "breakdown was recorded (profile.stages: false, or the engine cannot attribute time).</p></section>",
+        return (('<section class="card" id="stages"><h2>Where the time goes</h2><p class="muted">No stage '
+                 "breakdown was recorded (profile.stages: false, or the engine cannot attribute time).</p></section>"),
                 scale)
     return f"""
 <section class="card" id="stages">

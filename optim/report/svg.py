@@ -95,7 +95,7 @@ def latency_boxplots(series: list[tuple[str, dict]], batch: int) -> str:
     limit = max(min(s["max"], s["p99"] * 1.25) for _, s, _ in rows)
     ticks = nice_ticks(0.0, limit, 7)
     plot_l, plot_r = LABEL_W, WIDTH - STATS_W
-    x_of = lambda v: plot_l + (min(v, ticks[-1]) / ticks[-1]) * (plot_r - plot_l)  # noqa: E731
+    x_of = lambda v: plot_l + (min(v, ticks[-1]) / ticks[-1]) * (plot_r - plot_l)
     row_h, top = 38, 8
     bottom = top + row_h * len(rows)
     parts = _axis(ticks, x_of, top, bottom, f"latency per batch of {batch} (ms)")
@@ -135,7 +135,7 @@ def stage_bars(series: list[tuple[str, dict]], scale_ms: float, *, labels: bool 
     plot_l = LABEL_W if labels else 8
     plot_r = WIDTH - 110
     ticks = nice_ticks(0.0, max(scale_ms, 1e-6))
-    x_of = lambda v: plot_l + v / ticks[-1] * (plot_r - plot_l)  # noqa: E731
+    x_of = lambda v: plot_l + v / ticks[-1] * (plot_r - plot_l)
     row_h, top = 34, 6
     bottom = top + row_h * len(series)
     parts = _axis(ticks, x_of, top, bottom, "milliseconds per image, by stage" if labels else "")

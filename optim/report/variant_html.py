@@ -94,7 +94,7 @@ def _top_ops(stages: dict) -> str:
     if not ops:
         return ""
     total = measured(stages.get("total_ms"))
-    share = lambda op: fmt.percent(measured(op.get("ms")) / total) if total and measured(op.get("ms")) else DASH  # noqa: E731
+    share = lambda op: fmt.percent(measured(op.get("ms")) / total) if total and measured(op.get("ms")) else DASH
     rows = "".join(
         f"<tr><td class=\"mono\">{e(op.get('name'))}</td><td>{e(op.get('op'))}</td><td>{e(op.get('stage'))}</td>"
         f"<td>{fmt.ms(op.get('ms'))}</td><td>{share(op)}</td>"

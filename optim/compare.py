@@ -10,8 +10,9 @@ runs' p50s. Latency regresses when B's p50 exceeds it by more than
 where sampling is the standard error of the difference of two medians (1.2533 x robust sigma / sqrt(n),
 robust sigma = IQR / 1.349 of the timed samples) and run_to_run is the standard deviation of the reference
 runs' p50s (0 with one reference run). When the machine speed probe timed beside each latency figure
-(optim.machine_load.speed_probe_ms) moved by more than 15 % against the reference runs', the machine itself
-ran at another speed: B's p50 is then judged divided by that ratio, and the verdict says so. Accuracy
+(optim.machine_load.speed_probe_ms) moved by more than 15 % against the reference runs', the verdict says
+so (information only: on the lab's VM the probe did not track the slow episodes closely enough to
+correct for them, see the README). Accuracy
 regresses when mAP drops by more than map_threshold (absolute). A variant that failed in B but ran in the
 reference is a regression too. Latency measured while other processes used more than 10 % of the CPU is
 marked, since that, not the code, is then the likely cause. Exit status: 0 none, 1 regression, 2 bad input.
@@ -112,17 +113,13 @@ def _latency_row(name: str, batch: int, references: list[dict], b: dict, thresho
     delta = b_p50 - a_p50
     change = f"{delta:+.3f} ms ({delta / a_p50:+.1%})" if a_p50 else f"{delta:+.3f} ms"
     ratio = probe_ratio(references, b)
-    corrected = ""
-    if ratio is not None and abs(ratio - 1) > PROBE_TOLERANCE:
-        # The machine itself ran at another speed while B was timed: judge B at the reference's machine speed.
-        delta = b_p50 / ratio - a_p50
-        corrected = f", machine {ratio - 1:+.0%} (probe): judged at {b_p50 / ratio:.3f} ms"
+    machine = f"; machine {ratio - 1:+.0%} (probe)" if ratio is not None and abs(ratio - 1) > PROBE_TOLERANCE else ""
     if delta > limit:
-        verdict, regression = f"REGRESSION (limit +{limit:.3f} ms{corrected})", True
+        verdict, regression = f"REGRESSION (limit +{limit:.3f} ms{machine})", True
     elif delta < -limit:
-        verdict, regression = f"faster{corrected and f' ({corrected[2:]})'}", False
+        verdict, regression = f"faster{machine and f' ({machine[2:]})'}", False
     else:
-        verdict, regression = f"ok (within ±{limit:.3f} ms{corrected})", False
+        verdict, regression = f"ok (within ±{limit:.3f} ms{machine})", False
     return Row(name, f"p50 ms @bs{batch}", a_p50, b_p50, change, verdict, regression)
 
 

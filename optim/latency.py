@@ -17,7 +17,7 @@ METHOD_TEXT = ("Latency: per batch size, {warmup} untimed warm-up iterations, th
                "in the stage profile), timed with time.perf_counter (CUDA synchronized before and after on GPU). "
                "Throughput = batch size / mean latency. First-inference time = the first call after build. "
                "Background load = CPU time other processes used while timing, per core (Linux /proc/stat); "
-               "probe = a fixed one-thread matrix product timed just before, the machine's speed at that moment.")
+               "probe = a fixed matrix product on every core timed just before, the machine's speed at that moment.")
 
 
 @dataclass

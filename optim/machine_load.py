@@ -54,22 +54,23 @@ class LoadWindow:
         return round(min(max(others / (elapsed * (os.cpu_count() or 1)), 0.0), 1.0), 3)
 
 
-PROBE_SIZE = 256  # a 256x256x256 float32 matrix product: ~0.5-1 ms on one x86 core
+PROBE_SIZE = 384  # a 384x384x384 float32 matrix product: ~1 ms on two x86 cores
 PROBE_ITERS = 25
-PROBE_TOLERANCE = 0.15  # a probe this much slower than the reference runs' means the machine was slower
+PROBE_TOLERANCE = 0.15  # compare reports a probe that moved more than this against the reference runs'
 
 
 def speed_probe_ms() -> float:
-    """Median ms of a fixed single-thread workload, run just before a latency measurement.
+    """Median ms of a fixed workload on every core, run just before a latency measurement.
 
     Cloud vCPUs slow down for seconds at a time (a neighbour on the same physical core, frequency changes)
-    in ways no process list shows; timed beside every latency figure, this fixed workload tells such an
-    episode (probe slow too) from a slower variant (probe unchanged). One thread whatever the experiment's
-    thread setting, so a thread-count regression does not hide behind it."""
+    in ways no process list shows. Recorded beside every latency figure, this fixed workload is a fact about
+    the machine at that moment, which `optim.compare` shows when it moved. (On the lab's VM it did not track
+    the slow episodes closely: they hit the measured engine's threads, not always this short product.) It
+    always uses every core, whatever the experiment's thread setting."""
     import torch
 
     threads = torch.get_num_threads()
-    torch.set_num_threads(1)
+    torch.set_num_threads(os.cpu_count() or 1)
     try:
         generator = torch.Generator().manual_seed(0)
         a = torch.randn(PROBE_SIZE, PROBE_SIZE, generator=generator)

@@ -11,7 +11,16 @@ from pathlib import Path
 import numpy as np
 
 from optim.engines.onnx_export import OUTPUT_NAMES
-from profiling.stages import BLOCK_STAGES, OpTime, Sample, build_result, interleaved, run_end_to_end, stage_of_node
+from profiling.stages import (
+    BLOCK_STAGES,
+    HostTimes,
+    OpTime,
+    Sample,
+    build_result,
+    plain_profiled_plain,
+    run_end_to_end,
+    stage_of_node,
+)
 
 # Runtime layer types doing the arithmetic (after the plugin's fusions).
 COMPUTE_TYPES = {"Convolution", "GroupConvolution", "Deconvolution", "FullyConnected", "FullyConnectedQuantized",
@@ -74,6 +83,16 @@ class _CountingRequest:
         return self.calls, layers
 
 
+def _counted_block(request: _CountingRequest, sample: Sample, iterations: int, warmup: int,
+                   before: list[tuple[int, dict]]) -> HostTimes:
+    """`warmup` untimed then `iterations` timed runs of the counting request; the counters' snapshot after the
+    warm-up goes to `before` (the window the counters are averaged over starts there)."""
+    run_end_to_end(request, sample, iterations=0, warmup=warmup)
+    before.append(request.snapshot())
+    request.timing = True
+    return run_end_to_end(request, sample, iterations, warmup=0)
+
+
 def _window_means(before: tuple[int, dict], after: tuple[int, dict]) -> dict[str, dict]:
     """Mean microseconds per inference of each layer between two snapshots."""
     count = max(after[0] - before[0], 1)
@@ -82,15 +101,14 @@ def _window_means(before: tuple[int, dict], after: tuple[int, dict]) -> dict[str
 
 
 def profile_openvino(engine, variant, sample: Sample, iterations: int, counters_path: Path | None) -> dict:
-    """Profile `iterations` end-to-end runs with per-layer counters, each after a plain run of the engine (the
-    reference); the averaged counters go to `counters_path`."""
+    """Profile `iterations` end-to-end runs with per-layer counters, between two blocks of plain runs of the
+    engine (the reference); the averaged counters go to `counters_path`."""
     request = _CountingRequest(_profiling_model(engine))
-    run_end_to_end(request, sample, iterations=0)  # untimed warm-up
-    before = request.snapshot()
-    request.timing = True
-    reference, host = interleaved(lambda: run_end_to_end(engine.infer, sample, iterations=1, warmup=0),
-                                  lambda: run_end_to_end(request, sample, iterations=1, warmup=0), iterations)
-    layers = _window_means(before, request.snapshot())
+    before: list[tuple[int, dict]] = []
+    reference, host = plain_profiled_plain(
+        lambda count, warmup: run_end_to_end(engine.infer, sample, count, warmup),
+        lambda count, warmup: _counted_block(request, sample, count, warmup, before), iterations)
+    layers = _window_means(before[0], request.snapshot())
     ops, blocks, compute = [], defaultdict(float), []
     for name, layer in layers.items():
         where = stage_of_node(name)
@@ -110,7 +128,7 @@ def profile_openvino(engine, variant, sample: Sample, iterations: int, counters_
     layers_ms = sum(blocks.values())
     engine_ms = 1000.0 * float(np.median(request.infer_s)) if request.infer_s else 0.0
     source = (f"OpenVINO CPU performance counters (PERF_COUNT) over {iterations} end-to-end iterations at batch 1; "
-              f"each after a plain run of the engine (the end-to-end reference); "
+              f"between two blocks of plain runs of the engine (the end-to-end reference); "
               f"executed layers' real time grouped by the DETR block in each layer's name (other = unattributed "
               f"layers); precision from the kernel name. One inference took {engine_ms:.3f} ms wall time with the "
               f"counters on, of which layers are {layers_ms:.3f} ms; the rest is the runtime's own overhead "

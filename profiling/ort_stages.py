@@ -17,7 +17,7 @@ from profiling.stages import (
     OpTime,
     Sample,
     build_result,
-    interleaved,
+    plain_profiled_plain,
     run_end_to_end,
     stage_of_node,
 )
@@ -94,15 +94,16 @@ def _profiling_session(engine, prefix: str):
 def profile_ort(engine, variant, sample: Sample, iterations: int, trace_path: Path | None) -> dict:
     """Profile `iterations` end-to-end runs through a profiling session (the ORT JSON goes to `trace_path`), then
     time as many on the same session with profiling ended (to measure and remove the profiler's own cost),
-    each after a plain run of the engine (the end-to-end reference)."""
+    between two blocks of plain runs of the engine (the end-to-end reference)."""
     with tempfile.TemporaryDirectory(prefix="ort-profile-") as tmp:
         session = _profiling_session(engine, str(Path(tmp) / "ort"))
         infer = lambda pixels: session.run(OUTPUT_NAMES, {"pixel_values": pixels})
         run_end_to_end(infer, sample, iterations)
         profile_file = Path(session.end_profiling())
         # Profiling is off from here on.
-        reference, host = interleaved(lambda: run_end_to_end(engine.infer, sample, iterations=1, warmup=0),
-                                      lambda: run_end_to_end(infer, sample, iterations=1, warmup=0), iterations)
+        reference, host = plain_profiled_plain(
+            lambda count, warmup: run_end_to_end(engine.infer, sample, count, warmup),
+            lambda count, warmup: run_end_to_end(infer, sample, count, warmup), iterations)
         events = json.loads(profile_file.read_text())
         if trace_path is not None:
             trace_path.parent.mkdir(parents=True, exist_ok=True)

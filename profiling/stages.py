@@ -4,8 +4,8 @@ DETR's stages.
 
 Result (JSON-ready dict):
     total_ms          sum of stages_ms (what the profiler attributes, per image, batch 1)
-    end_to_end_ms     median end-to-end time of plain (unprofiled) iterations of the engine, interleaved with
-                      the profiled ones (see `interleaved`)
+    end_to_end_ms     median end-to-end time of plain (unprofiled) iterations of the engine, in blocks just
+                      before and after the profiled ones (see `plain_profiled_plain`)
     timed_p50_ms      the runner's timed p50 at batch 1 (minutes earlier: machine drift shows between the two)
     coverage          total_ms / end_to_end_ms (how much of the real time the breakdown explains)
     engine_ms         the engine's own time per inference in the profiled run
@@ -98,11 +98,9 @@ def run_end_to_end(infer: Callable[[np.ndarray], Sequence[np.ndarray]], sample: 
             postprocess(logits, boxes, sample.orig_size)
         end = time.perf_counter()
         if index >= warmup:
-            parts.append((inferred - start, postprocessed - inferred, end - postprocessed))
-    if not parts:
-        return HostTimes(0.0, 0.0, 0.0, 0)
-    pre, infer_s, post = np.median(np.asarray(parts), axis=0) * 1000.0
-    return HostTimes(float(pre), float(infer_s), float(post), iterations)
+            parts.append(HostTimes(1000.0 * (inferred - start), 1000.0 * (postprocessed - inferred),
+                                   1000.0 * (end - postprocessed), 1))
+    return median_times(parts)
 
 
 def median_times(times: Sequence[HostTimes]) -> HostTimes:
@@ -113,17 +111,22 @@ def median_times(times: Sequence[HostTimes]) -> HostTimes:
     return HostTimes(float(parts[0]), float(parts[1]), float(parts[2]), len(times))
 
 
-def interleaved(plain: Callable[[], HostTimes], profiled: Callable[[], HostTimes],
-                iterations: int) -> tuple[HostTimes, HostTimes]:
-    """Alternate one plain and one profiled end-to-end iteration `iterations` times; each side's medians.
+def plain_profiled_plain(plain: Callable[[int, int], HostTimes], profiled: Callable[[int, int], HostTimes],
+                         iterations: int, warmup: int = WARMUP_ITERS) -> tuple[HostTimes, HostTimes]:
+    """A block of plain iterations, a block of profiled ones, a block of plain ones again (each callable runs
+    `(iterations, warmup)` end-to-end iterations and returns their medians); the plain blocks' mean and the
+    profiled block.
 
-    This machine's speed drifts by 10-25 % between windows tens of milliseconds apart, so a profile is only
-    comparable with plain iterations that ran at the same moments."""
-    plain_times, profiled_times = [], []
-    for _ in range(iterations):
-        plain_times.append(plain())
-        profiled_times.append(profiled())
-    return median_times(plain_times), median_times(profiled_times)
+    A cloud vCPU's speed drifts (by 10-25 % between moments a second apart on the lab's 2-vCPU machine), so a
+    profile is only comparable with plain iterations run around it; blocks rather than alternating single
+    iterations, because two engine instances alternating fight over the cores (ONNX Runtime's and
+    OpenVINO's worker threads keep spinning after a run)."""
+    before = plain(iterations, warmup)
+    during = profiled(iterations, warmup)
+    after = plain(iterations, warmup)
+    reference = HostTimes(*((getattr(before, f) + getattr(after, f)) / 2 for f in
+                            ("preprocess_ms", "infer_ms", "postprocess_ms")), before.iterations + after.iterations)
+    return reference, during
 
 
 def stage_of_node(node_name: str) -> str:
@@ -159,7 +162,7 @@ def build_result(*, blocks_ms: dict[str, float], host: HostTimes, reference: Hos
                  ops: list[OpTime], compute: list[tuple[str, str, bool]], variant, source: str,
                  notes: list[str] | None = None) -> dict:
     """Assemble the result dict; `blocks_ms` holds backbone/encoder/decoder/heads/other(/runtime) per inference,
-    `reference` the plain (unprofiled) iterations interleaved with the profiled ones, which the breakdown must
+    `reference` the plain (unprofiled) iterations around the profiled ones, which the breakdown must
     add up to."""
     stages_ms = {name: 0.0 for name in STAGES}
     stages_ms.update({name: float(ms) for name, ms in blocks_ms.items()})

@@ -12,7 +12,17 @@ import torch
 
 from optim.models.blocks import block_of_module
 from profiling.nvtx_ranges import detr_root, instrument_detr, ranges_enabled
-from profiling.stages import BLOCK_STAGES, STAGES, HostTimes, OpTime, Sample, build_result, interleaved, run_end_to_end
+from profiling.stages import (
+    BLOCK_STAGES,
+    STAGES,
+    HostTimes,
+    OpTime,
+    Sample,
+    build_result,
+    median_times,
+    plain_profiled_plain,
+    run_end_to_end,
+)
 
 ATTRIBUTED = set(STAGES) | {"inference"}
 TIMED_ITERS = 20  # at least this many timed (and as many plain) iterations: the perf_counter pass is cheap
@@ -64,19 +74,22 @@ def _operator_times(events, iterations: int, autocast_dtype) -> list[OpTime]:
 
 def _timed_stages(engine, sample: Sample, iterations: int, nvtx: bool) -> tuple[dict[str, float], HostTimes, HostTimes]:
     """Median wall ms per iteration of each stage range, timed by the ranges themselves (a perf_counter pair
-    per range, no profiler), the host times of those iterations, and of plain iterations (ranges off)
-    interleaved with them."""
+    per range, no profiler), the host times of those iterations, and of plain iterations (ranges off) in
+    blocks before and after them."""
     per_iteration: list[dict[str, float]] = []
 
-    def timed() -> HostTimes:
-        seconds: dict[str, float] = {}
-        with ranges_enabled(nvtx=nvtx, seconds=seconds, labels=False):
-            times = run_end_to_end(engine.infer, sample, iterations=1, warmup=0)
-        per_iteration.append(seconds)
-        return times
+    def timed(count: int, warmup: int) -> HostTimes:
+        run_end_to_end(engine.infer, sample, iterations=0, warmup=warmup)
+        times = []
+        for _ in range(count):
+            seconds: dict[str, float] = {}
+            with ranges_enabled(nvtx=nvtx, seconds=seconds, labels=False):
+                times.append(run_end_to_end(engine.infer, sample, iterations=1, warmup=0))
+            per_iteration.append(seconds)
+        return median_times(times)
 
-    reference, host = interleaved(lambda: run_end_to_end(engine.infer, sample, iterations=1, warmup=0), timed,
-                                  iterations)
+    reference, host = plain_profiled_plain(
+        lambda count, warmup: run_end_to_end(engine.infer, sample, count, warmup), timed, iterations)
     names = set().union(*per_iteration)
     medians = {name: 1000.0 * float(np.median([it.get(name, 0.0) for it in per_iteration])) for name in names}
     return medians, host, reference
@@ -84,7 +97,7 @@ def _timed_stages(engine, sample: Sample, iterations: int, nvtx: bool) -> tuple[
 
 def profile_torch(engine, variant, sample: Sample, iterations: int, trace_path: Path | None,
                   nvtx: bool = False) -> dict:
-    """Stage times of end-to-end runs of a PyTorch engine from the stage ranges' own timers (interleaved with
+    """Stage times of end-to-end runs of a PyTorch engine from the stage ranges' own timers (between blocks of
     plain runs, the reference they must add up to), then `iterations` runs under torch.profiler for the
     operator table and the Chrome trace (`trace_path`, if given)."""
     hooks = instrument_detr(engine.model)
@@ -106,8 +119,8 @@ def profile_torch(engine, variant, sample: Sample, iterations: int, trace_path: 
     blocks = {name: stages_ms.get(name, 0.0) for name in BLOCK_STAGES}
     blocks["other"] = max(host.infer_ms - sum(blocks.values()), 0.0)
     source = (f"stage ranges opened by forward hooks on DETR's blocks, each timed with perf_counter (no profiler), "
-              f"median of {timed_iterations} end-to-end iterations at batch 1, interleaved with as many plain ones "
-              "(the end-to-end reference); other = inference time outside the blocks (mask/query set-up, Python)."
+              f"median of {timed_iterations} end-to-end iterations at batch 1, between two blocks of as many plain "
+              "ones (the end-to-end reference); other = inference time outside the blocks (mask/query set-up, Python)."
               f" Top operators: torch.profiler (CPU) over {iterations} "
               "more iterations, whose per-operator overhead (a few us) is included in their times.")
     notes = []

@@ -132,17 +132,12 @@ def test_invalid_json_names_the_file(tmp_path):
         load_results(bad)
 
 
-def test_machine_speed_probe_separates_a_slow_machine_from_a_slow_variant(run_a):
-    """B 30 % slower with the probe 30 % slower too: the machine, not the code; with the probe unchanged
-    (e.g. fewer threads: the probe always uses one), a regression."""
+def test_a_moved_machine_speed_probe_is_reported_not_corrected(run_a):
+    """The probe beside each figure is shown when it moved > 15 %; the verdict still rests on the latency."""
     for variant in run_a["variants"]:
         variant["latency"]["1"]["probe_ms"] = 0.5
     slower = _scaled(run_a, 1.3)
-    assert [r.variant for r in compare([run_a], slower).regressions] == ["pytorch-fp32"]
     slower["variants"][0]["latency"]["1"]["probe_ms"] = 0.65
     rows = compare([run_a], slower).rows
-    assert not [r for r in rows if r.regression]
-    assert "machine +30% (probe)" in rows[0].verdict
-    twice = _scaled(slower, 2.0 / 1.3)  # 2x slower on a 1.3x slower machine: still a regression
-    twice["variants"][0]["latency"]["1"]["probe_ms"] = 0.65
-    assert [r.variant for r in compare([run_a], twice).regressions] == ["pytorch-fp32"]
+    assert rows[0].regression and "machine +30% (probe)" in rows[0].verdict
+    assert "probe" not in compare([run_a], run_a).rows[0].verdict

@@ -26,7 +26,7 @@ from profiling.stages import STAGES, fallback_warning, stage_of_node
 
 SIZE = (64, 64)
 BLOCKS = ("backbone", "encoder", "decoder", "heads")
-# Stage sum vs plain iterations interleaved with the profiled ones, on a sub-millisecond model whose stage
+# Stage sum vs plain iterations run around the profiled ones, on a sub-millisecond model whose stage
 # timers (a few us per range) are a visible share: loose enough for a busy CI machine, tight enough to
 # catch profiler overhead counted as model time (ORT's profiler alone made it 2.5x before it was removed).
 COVERAGE_BOUNDS = (0.5, 2.0)

@@ -15,7 +15,8 @@ so (information only: on the lab's VM the probe did not track the slow episodes 
 correct for them, see the README). Accuracy
 regresses when mAP drops by more than map_threshold (absolute). A variant that failed in B but ran in the
 reference is a regression too. Latency measured while other processes used more than 10 % of the CPU is
-marked, since that, not the code, is then the likely cause. Exit status: 0 none, 1 regression, 2 bad input.
+marked, since that, not the code, is then the likely cause. With --every-batch-size, a variant's latency
+regression counts only when all its batch sizes regressed. Exit status: 0 none, 1 regression, 2 bad input.
 """
 
 from __future__ import annotations
@@ -143,9 +144,10 @@ def _accuracy_row(name: str, a: dict, b: dict, threshold: float) -> Row | None:
 
 
 def compare(references: list[dict], run_b: dict, latency_threshold: float = 0.1,
-            map_threshold: float = 0.01) -> Comparison:
+            map_threshold: float = 0.01, every_batch_size: bool = False) -> Comparison:
     """Every variant of the reference runs and B, matched by name: status, latency at each batch size measured
-    in B and the first reference run, mAP (against the first reference run)."""
+    in B and the first reference run, mAP (against the first reference run). With `every_batch_size`, a
+    variant's latency regression counts only when every batch size it was timed at regressed."""
     a_by_name = {v["name"]: v for v in references[0]["variants"]}
     others = [{v["name"]: v for v in run["variants"]} for run in references[1:]]
     b_by_name = {v["name"]: v for v in run_b["variants"]}
@@ -176,9 +178,21 @@ def compare(references: list[dict], run_b: dict, latency_threshold: float = 0.1,
             rows.append(_latency_row(name, batch, records, b_latency[batch], latency_threshold))
             labelled = [(f"reference {i + 1}", record) for i, record in enumerate(records)] + [("B", b_latency[batch])]
             result.busy.extend(_busy_notes(name, batch, labelled))
+        if every_batch_size:
+            _require_every_batch_size([row for row in rows if row is not None])
         rows.append(_accuracy_row(name, a, b, map_threshold))
         result.rows.extend(row for row in rows if row is not None)
     return result
+
+
+def _require_every_batch_size(latency_rows: list[Row]) -> None:
+    """Un-flag a variant's latency regressions unless all its batch sizes regressed: a transient slowdown of
+    the machine hits one timing window, a slower build or setting hits every batch size."""
+    if any(row.regression for row in latency_rows) and not all(row.regression for row in latency_rows):
+        for row in latency_rows:
+            if row.regression:
+                row.regression = False
+                row.verdict += "; not at every batch size: not counted"
 
 
 def _cell(value) -> str:
@@ -207,13 +221,17 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--latency-threshold", type=float, default=0.1,
                         help="relative p50 increase tolerated beyond noise (default 0.1 = 10%%)")
     parser.add_argument("--map-threshold", type=float, default=0.01, help="absolute mAP drop tolerated (default 0.01)")
+    parser.add_argument("--every-batch-size", action="store_true",
+                        help="count a variant's latency regression only when all its batch sizes regressed "
+                             "(for noisy shared machines, whose slow moments hit one timing window)")
     args = parser.parse_args(argv)
     if len(args.runs) < 2:
         parser.error("give at least two runs: a reference run and the new run (last)")
     if args.latency_threshold < 0 or args.map_threshold < 0:
         parser.error("thresholds must be >= 0")
     references = [load_results(path) for path in args.runs[:-1]]
-    comparison = compare(references, load_results(args.runs[-1]), args.latency_threshold, args.map_threshold)
+    comparison = compare(references, load_results(args.runs[-1]), args.latency_threshold, args.map_threshold,
+                         args.every_batch_size)
     print(format_table(comparison))
     if comparison.busy:
         print(f"\nmeasured on a busy machine (other processes above {BUSY_WARNING:.0%} of the CPU; latency there says "

@@ -141,3 +141,20 @@ def test_a_moved_machine_speed_probe_is_reported_not_corrected(run_a):
     rows = compare([run_a], slower).rows
     assert rows[0].regression and "machine +30% (probe)" in rows[0].verdict
     assert "probe" not in compare([run_a], run_a).rows[0].verdict
+
+
+def test_every_batch_size_counts_only_a_variant_slower_at_all_of_them(run_a):
+    """A one-window slowdown (batch 1 only) is not counted with every_batch_size; one at every batch size is."""
+    for variant in run_a["variants"]:
+        variant["latency"]["8"] = copy.deepcopy(variant["latency"]["1"])
+    one_window = copy.deepcopy(run_a)
+    samples = np.asarray(run_a["variants"][0]["latency"]["1"]["samples_ms"])
+    one_window["variants"][0]["latency"]["1"] = _latency(samples * 1.5)
+    assert compare([run_a], one_window).regressions
+    rows = compare([run_a], one_window, every_batch_size=True).rows
+    assert not [r for r in rows if r.regression] and "not at every batch size" in rows[0].verdict
+    everywhere = copy.deepcopy(one_window)
+    everywhere["variants"][0]["latency"]["8"] = copy.deepcopy(one_window["variants"][0]["latency"]["1"])
+    flagged = compare([run_a], everywhere, every_batch_size=True).regressions
+    assert [(r.variant, r.metric) for r in flagged] == [("pytorch-fp32", "p50 ms @bs1"),
+                                                        ("pytorch-fp32", "p50 ms @bs8")]

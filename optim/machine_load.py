@@ -1,9 +1,10 @@
-"""How busy the rest of the machine was while we timed something: CPU time that other processes used.
+"""The machine's state while we timed something: CPU time other processes used, and a speed probe.
 
 On a shared or small machine the dominant latency noise is not sampling spread but other work stealing
 cores (a busy sibling hyperthread slows a 2-vCPU machine by tens of percent). Linux only: /proc/stat gives
 the machine's busy time, `os.times()` this process's own; the difference, per core and second of wall
-time, is the background load (0 = idle apart from us, 1 = every core fully busy with other work).
+time, is the background load (0 = idle apart from us, 1 = every core fully busy with other work). The
+speed probe (`speed_probe_ms`) times a fixed workload.
 """
 
 from __future__ import annotations

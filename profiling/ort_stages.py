@@ -113,7 +113,8 @@ def profile_ort(engine, variant, sample: Sample, iterations: int, trace_path: Pa
     profiled_ms = sum(runs_us) / 1000.0 / runs
     calls_per_run = sum(node["calls"] for node in nodes.values()) / runs
     # The profiler costs about the same per node call whatever the kernel: spread the measured difference
-    # between profiled and unprofiled runs evenly over the node calls and take it off each node's time.
+    # between profiled and unprofiled runs evenly over the node calls and take it off each node's time (on a
+    # tiny graph whose kernels take no longer than that, a block of small kernels can read 0).
     per_call_ms = max(profiled_ms - host.infer_ms, 0.0) / max(calls_per_run, 1.0)
     ops, blocks, compute = [], defaultdict(float), []
     for name, node in nodes.items():

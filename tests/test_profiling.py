@@ -75,15 +75,17 @@ def _profile(tiny, data, tmp_path, kind: str, method: str | None = None, **profi
     return stages, files, p50
 
 
-def _check_breakdown(stages: dict, p50: float) -> None:
-    """Shape and arithmetic every engine's breakdown must satisfy."""
+def _check_breakdown(stages: dict, p50: float, timed: tuple[str, ...] = ("backbone", "encoder", "decoder")) -> None:
+    """Shape and arithmetic every engine's breakdown must satisfy; the `timed` blocks must have time."""
     assert set(stages["stages_ms"]) == set(STAGES)
-    for block in ("backbone", "encoder", "decoder", "preprocess", "postprocess"):
+    for block in (*timed, "preprocess", "postprocess"):
         assert stages["stages_ms"][block] > 0, block
     assert stages["total_ms"] == pytest.approx(sum(stages["stages_ms"].values()), abs=1e-3)
     assert stages["timed_p50_ms"] == pytest.approx(p50, abs=1e-4)
     engine_stages = sum(ms for name, ms in stages["stages_ms"].items() if name not in ("preprocess", "postprocess"))
-    assert engine_stages == pytest.approx(stages["engine_ms"], rel=1e-3, abs=1e-3)
+    # = the engine's time (the runtime stage is the remainder), unless node times corrected for the ORT
+    # profiler's cost already exceed it and the remainder is clamped at 0: allow a few percent.
+    assert engine_stages == pytest.approx(stages["engine_ms"], rel=0.05, abs=1e-3)
     assert stages["coverage"] == pytest.approx(stages["total_ms"] / stages["end_to_end_ms"], rel=1e-3)
     assert COVERAGE_BOUNDS[0] < stages["coverage"] < COVERAGE_BOUNDS[1], stages
     ops = stages["top_ops"]
@@ -147,7 +149,9 @@ def test_nvtx_ranges_without_files(tiny, data, tmp_path):
 
 def test_onnxruntime_breakdown_adds_up_to_the_session_time(tiny, data, tmp_path):
     stages, files, p50 = _profile(tiny, data, tmp_path, "onnxruntime", stages=True)
-    _check_breakdown(stages, p50)
+    # The tiny model's decoder kernels take about as long as the profiler's own cost per node call, which
+    # the correction removes: only the backbone is sure to keep time here.
+    _check_breakdown(stages, p50, timed=("backbone",))
     nodes_ms = sum(stages["stages_ms"][s] for s in (*BLOCKS, "other"))
     # Node kernels (less the profiler's measured cost) are part of each run: never more than the session's
     # unprofiled run time; on this tiny model ORT's executor overhead (stage runtime) is a large share.
@@ -160,7 +164,7 @@ def test_onnxruntime_breakdown_adds_up_to_the_session_time(tiny, data, tmp_path)
 
 def test_onnxruntime_int8_model_reports_int8_ops(tiny, data, tmp_path):
     stages, _, p50 = _profile(tiny, data, tmp_path, "onnxruntime", "ort_static", stages=True)
-    _check_breakdown(stages, p50)
+    _check_breakdown(stages, p50, timed=("backbone",))
     assert stages["int8_ops"] > 0
     assert any(op["precision"] == "int8" for op in stages["top_ops"])
 

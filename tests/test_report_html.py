@@ -153,3 +153,13 @@ def test_all_variants_failed(results, tmp_path):
     page = write_report(results, tmp_path).read_text()
     assert page.count('data-failed="1"') == len(results["variants"])
     assert 'id="report-data"' not in page and "No successful variant" in page
+
+
+def test_a_busy_machine_during_timing_is_called_out(results, tmp_path):
+    record = results["variants"][1]["latency"]["1"]
+    record["background_cpu"], record["probe_ms"] = 0.35, 0.7
+    page = write_report(results, tmp_path).read_text()
+    assert "Timed on a busy machine" in page and f"{results['variants'][1]['name']} @bs1" in page
+    record["background_cpu"] = 0.02
+    page = write_report(results, tmp_path).read_text()
+    assert "Timed on a busy machine" not in page and "at most 2% of the CPU" in page

@@ -9,6 +9,7 @@ from __future__ import annotations
 from importlib import resources
 from pathlib import Path
 
+from optim.machine_load import BUSY_WARNING
 from optim.report import fmt
 from optim.report.fmt import DASH, e
 from optim.report.summary import (
@@ -291,6 +292,29 @@ def _paragraphs(text: object) -> str:
     return "".join(f"<p>{e(b)}</p>" for b in blocks) or f'<p class="muted">{DASH}</p>'
 
 
+def _machine_during_timing(results: dict) -> str:
+    """What the machine was doing while the latency figures were timed (background CPU, speed probe)."""
+    figures = [(v.get("name", ""), batch, record) for v in results.get("variants", []) if is_ok(v)
+               for batch, record in latency_by_batch(v).items()]
+    loads = [(load, name, batch) for name, batch, record in figures
+             if (load := measured(record.get("background_cpu"))) is not None]
+    probes = [probe for _, _, record in figures if (probe := measured(record.get("probe_ms")))]
+    if not loads:
+        return ""
+    load, name, batch = max(loads)
+    text = (f"Other processes used at most {load:.0%} of the CPU while a figure was timed ({name} at batch "
+            f"{batch}).")
+    if probes:
+        text += (f" The machine speed probe (a fixed matrix product timed before each figure) took "
+                 f"{min(probes):.3f}-{max(probes):.3f} ms.")
+    if load > BUSY_WARNING:
+        busy = sorted(f"{n} @bs{b}" for value, n, b in loads if value > BUSY_WARNING)
+        return (f'<p class="callout warn"><b>Timed on a busy machine.</b> {e(text)} Figures timed above '
+                f'{BUSY_WARNING:.0%}: {e(", ".join(busy))}; their latency says more about that load than about '
+                "the variant. Re-run them on an idle machine.</p>")
+    return f"<p>{e(text)}</p>"
+
+
 def _method(results: dict) -> str:
     measurement = results.get("measurement") or {}
     env = results.get("environment") or {}
@@ -300,7 +324,7 @@ def _method(results: dict) -> str:
 <section class="card" id="method">
   <h2>How this was measured</h2>
   <div class="two-col">
-    <div><h4>Latency</h4>{_paragraphs(measurement.get("latency"))}</div>
+    <div><h4>Latency</h4>{_paragraphs(measurement.get("latency"))}{_machine_during_timing(results)}</div>
     <div><h4>Accuracy</h4>{_paragraphs(measurement.get("accuracy"))}</div>
   </div>
   <div class="two-col">

@@ -12,11 +12,11 @@ robust sigma = IQR / 1.349 of the timed samples) and run_to_run is the standard 
 runs' p50s (0 with one reference run). When the machine speed probe timed beside each latency figure
 (optim.machine_load.speed_probe_ms) moved by more than 15 % against the reference runs', the verdict says
 so (information only: on the lab's VM the probe did not track the slow episodes closely enough to
-correct for them, see the README). Accuracy
-regresses when mAP drops by more than map_threshold (absolute). A variant that failed in B but ran in the
-reference is a regression too. Latency measured while other processes used more than 10 % of the CPU is
-marked, since that, not the code, is then the likely cause. With --every-batch-size, a variant's latency
-regression counts only when all its batch sizes regressed. Exit status: 0 none, 1 regression, 2 bad input.
+correct for them, see the README). Accuracy regresses when mAP drops by more than map_threshold
+(absolute). A variant that failed in B but ran in the reference is a regression too. Latency measured
+while other processes used more than 10 % of the CPU is marked, since that, not the code, is then the
+likely cause. With --every-batch-size, a variant's latency regression counts only when all its batch
+sizes regressed. Exit status: 0 none, 1 regression, 2 bad input.
 """
 
 from __future__ import annotations
@@ -55,7 +55,7 @@ class Row:
 @dataclass
 class Comparison:
     rows: list[Row] = field(default_factory=list)
-    busy: list[str] = field(default_factory=list)  # "variant @bsN: run X had Y % background CPU"
+    busy: list[str] = field(default_factory=list)  # "variant @bsN: <run> timed with Y% background CPU"
 
     @property
     def regressions(self) -> list[Row]:

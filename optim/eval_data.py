@@ -12,6 +12,7 @@ import torch
 from optim.data.coco import CocoDetection, CocoFolder
 from optim.data.synthetic import ensure_dataset
 from optim.evaluation.coco_eval import coco_metrics
+from optim.evaluation.label_map import label_map_of
 from optim.evaluation.postprocess import Detections, postprocess
 from optim.spec import DataSpec
 
@@ -50,6 +51,12 @@ class ExperimentData:
             self.eval_set.image_ids = self.eval_set.image_ids[: spec.eval_images]
         self.calibration_set = CocoDetection(CocoFolder.from_root(spec.root, spec.calibration_split), input_size)
         self.calibration_set.image_ids = self.calibration_set.image_ids[: spec.calibration_images]
+        # Data-set category id of each model label (see `use_labels_of`); by position until a model is given.
+        self.label_map: list[int | None] = list(self.eval_set.category_ids)
+
+    def use_labels_of(self, model, source: str) -> None:
+        """Score detections of `model` (a Hugging Face DETR) by its label names; `source` names it in errors."""
+        self.label_map = label_map_of(model, self.eval_set, source)
 
     @cached_property
     def eval_batches(self) -> list[ImageBatch]:
@@ -77,7 +84,7 @@ class ExperimentData:
 
     def score(self, detections: dict[int, Detections]) -> dict[str, float]:
         """COCO metrics of detections on the evaluation split."""
-        return coco_metrics(self.eval_set.coco, detections, self.eval_set.category_ids)
+        return coco_metrics(self.eval_set.coco, detections, self.label_map)
 
 
 def predict(infer, batches: list[ImageBatch], batch_size: int, progress=None) -> dict[int, Detections]:

@@ -41,6 +41,11 @@ def run_experiment(spec: ExperimentSpec, out_dir: Path | None = None, resume: bo
     loaded = load_model(spec.model, trust_remote_code=spec.trust_remote_code)
     input_size = tuple(spec.input_size or loaded.default_input_size)
     data = ExperimentData(spec.data, input_size, spec.eval_batch_size)
+    classes = len(data.eval_set.category_ids)
+    if not loaded.trained and loaded.model.config.num_labels != classes:
+        seed_everything(spec.seed)  # random weights anyway: size the head to the data set, so detections score
+        loaded = load_model(spec.model, num_labels=classes, trust_remote_code=spec.trust_remote_code)
+    data.use_labels_of(loaded.model, f"model '{spec.model}'")
     baseline_detections = None
     records = []
     compressed: dict = {}  # models after shared prune/distill prefixes, reused across variants
@@ -102,7 +107,8 @@ def _assemble(spec: ExperimentSpec, loaded, input_size, data: ExperimentData, re
         "experiment": spec.name, "description": spec.description, "baseline": spec.baseline_name,
         "generated_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
         "spec": spec.model_dump(mode="json"), "environment": environment(),
-        "model": {"name": spec.model, "source": loaded.source, "trained": loaded.trained, "input_size": list(input_size)},
+        "model": {"name": spec.model, "source": loaded.source, "trained": loaded.trained, "input_size": list(input_size),
+                  "classes": int(loaded.model.config.num_labels)},
         "measurement": {"latency": METHOD_TEXT.format(warmup=spec.latency.warmup_iters, max_seconds=spec.latency.max_seconds,
                                                       max_iters=spec.latency.max_iters, min_iters=spec.latency.min_iters),
                         "accuracy": ACCURACY_TEXT.format(images=len(data.eval_set), split=spec.data.eval_split,

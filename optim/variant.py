@@ -165,4 +165,4 @@ def _tuning_map(forward, data: ExperimentData, spec: ExperimentSpec) -> float:
 
     dataset = data.calibration_set
     detections = predict(infer, data.calibration_image_batches, spec.eval_batch_size)
-    return coco_metrics(dataset.coco, detections, dataset.category_ids)["map"]
+    return coco_metrics(dataset.coco, detections, data.label_map)["map"]

@@ -30,6 +30,7 @@ class _Mode:
     pop: Callable[[], object] | None
     seconds: dict[str, float] | None  # wall seconds summed per stage name, None = no timing
     labels: bool  # open torch.profiler record_function labels
+    synchronize: Callable[[], object] | None  # waits for the device at each timed range's edges, None = host only
 
 
 _MODE: ContextVar[_Mode | None] = ContextVar("optim_profiling_ranges", default=None)
@@ -54,13 +55,15 @@ def is_enabled() -> bool:
 
 @contextlib.contextmanager
 def ranges_enabled(nvtx: bool = False, seconds: dict[str, float] | None = None,
-                   labels: bool = True) -> Iterator[None]:
+                   labels: bool = True, cuda: bool = False) -> Iterator[None]:
     """Within this block, `stage` opens record_function labels, plus NVTX ranges when `nvtx` is true
-    (NVTX ranges are only visible when the process runs under `nsys profile -t nvtx,...`), and adds each
-    range's wall time to `seconds[name]` when a dict is given; `labels=False` skips the record_function
-    labels (a timing-only pass needs no profiler labels)."""
+    (NVTX ranges are only visible under an Nsight tool: `nsys profile -t nvtx,...` or `ncu --nvtx`), and adds
+    each range's wall time to `seconds[name]` when a dict is given; `labels=False` skips the record_function
+    labels (a timing-only pass needs no profiler labels). `cuda=True` makes each timed range wait for the GPU
+    at its edges, so that it times the kernels it launched rather than their asynchronous launch."""
     push, pop = _nvtx_functions() if nvtx else (None, None)
-    token = _MODE.set(_Mode(push, pop, seconds, labels))
+    synchronize = torch.cuda.synchronize if cuda and seconds is not None else None
+    token = _MODE.set(_Mode(push, pop, seconds, labels, synchronize))
     try:
         yield
     finally:
@@ -84,9 +87,13 @@ class _Range:
         if self.mode.labels:
             self.label = torch.profiler.record_function(self.name)
             self.label.__enter__()
+        if self.mode.synchronize is not None:
+            self.mode.synchronize()
         self.start = time.perf_counter()
 
     def __exit__(self, *exc_info) -> None:
+        if self.mode.synchronize is not None:
+            self.mode.synchronize()
         if self.mode.seconds is not None:
             self.mode.seconds[self.name] = self.mode.seconds.get(self.name, 0.0) + time.perf_counter() - self.start
         if self.label is not None:

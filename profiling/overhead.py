@@ -38,9 +38,14 @@ def _median_ms(forward: Callable[[], object], iterations: int) -> float:
 
 def measure_overhead(model: torch.nn.Module, pixels: torch.Tensor, rounds: int, iterations: int) -> dict:
     """Median forward ms per condition and round, and the verdict (see the module docstring)."""
+    on_cuda = pixels.is_cuda
+
     def forward() -> object:
         with torch.inference_mode():
-            return model(pixel_values=pixels)
+            outputs = model(pixel_values=pixels)
+        if on_cuda:
+            torch.cuda.synchronize()  # time the kernels, not their launch
+        return outputs
 
     for _ in range(5):  # warm-up
         forward()
@@ -51,7 +56,7 @@ def measure_overhead(model: torch.nn.Module, pixels: torch.Tensor, rounds: int, 
         try:
             per_round["hooks, profiling off"].append(_median_ms(forward, iterations))
             seconds: dict[str, float] = {}
-            with ranges_enabled(seconds=seconds, labels=False):
+            with ranges_enabled(seconds=seconds, labels=False, cuda=on_cuda):
                 timed_on = _median_ms(forward, iterations)
         finally:
             hooks.remove()
@@ -67,6 +72,7 @@ def measure_overhead(model: torch.nn.Module, pixels: torch.Tensor, rounds: int, 
         "noise": round(noise, 4),
         "profiling_off_within_noise": abs(off) <= noise,
         "rounds": rounds, "iterations": iterations, "threads": torch.get_num_threads(), "cpu": cpu_name(),
+        "device": torch.cuda.get_device_name(pixels.device) if on_cuda else "cpu",
     }
 
 
@@ -87,6 +93,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--model", default="synth-detr", help="zoo name, *-arch entry or model folder")
     parser.add_argument("--rounds", type=int, default=20)
     parser.add_argument("--iterations", type=int, default=20, help="timed forwards per condition and round")
+    parser.add_argument("--device", default="cpu", help="cpu or cuda (a CUDA build of torch and a GPU)")
     parser.add_argument("--threads", type=int, default=None, help="torch intra-op threads (default: torch's)")
     parser.add_argument("--out", type=Path, default=None, help="also write the result as JSON here")
     args = parser.parse_args(argv)
@@ -95,8 +102,11 @@ def main(argv: list[str] | None = None) -> int:
     if args.threads:
         torch.set_num_threads(args.threads)
     loaded = load_model(args.model, allow_download=False)
-    pixels = torch.randn(1, 3, *loaded.default_input_size)
-    result = {"model": args.model, **measure_overhead(loaded.model, pixels, args.rounds, args.iterations)}
+    if args.device.startswith("cuda") and not torch.cuda.is_available():
+        parser.error("--device cuda needs a CUDA GPU and a CUDA build of torch")
+    pixels = torch.randn(1, 3, *loaded.default_input_size, device=args.device)
+    model = loaded.model.to(args.device)
+    result = {"model": args.model, **measure_overhead(model, pixels, args.rounds, args.iterations)}
     print(format_overhead(result))
     if args.out:
         args.out.write_text(json.dumps(result, indent=2))

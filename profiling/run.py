@@ -107,9 +107,13 @@ def profile_variant(engine, model, variant, profile: ProfileSpec, data, out_dir:
     files: dict[str, str] = {}
     failures: list[str] = []
     stages = None
-    cpu = variant.engine.device == "cpu"
-    want_breakdown = profile.stages or (profile.torch_profiler and variant.engine.kind in TORCH_ENGINES)
-    if want_breakdown and cpu and variant.engine.kind in STAGE_ENGINES:
+    kind = variant.engine.kind
+    # On CUDA only the PyTorch engines have a breakdown (their stage ranges wait for the GPU at their edges), and
+    # not when replaying CUDA graphs, which runs no Python and so opens no range.
+    has_breakdown = (kind in TORCH_ENGINES and not variant.engine.cuda_graphs) or (
+        kind in STAGE_ENGINES and variant.engine.device == "cpu")
+    want_breakdown = profile.stages or (profile.torch_profiler and kind in TORCH_ENGINES)
+    if want_breakdown and has_breakdown:
         try:
             stages = _stage_breakdown(engine, variant, sample, iterations, profile, out_dir, files)
             if stages is not None:
@@ -117,8 +121,8 @@ def profile_variant(engine, model, variant, profile: ProfileSpec, data, out_dir:
         except Exception as error:  # noqa: BLE001 -- a profiler bug must not lose the variant's measured results
             failures.append(f"stage profile failed: {type(error).__name__}: {error}")
     elif profile.stages:
-        tqdm.write(f"{variant.name}: no stage breakdown for engine '{variant.engine.kind}' on {variant.engine.device} "
-                   "(CPU engines only; GPU engines are profiled with nsys)")
+        tqdm.write(f"{variant.name}: no stage breakdown for engine '{kind}' on {variant.engine.device} (PyTorch "
+                   "engines without CUDA graphs, ONNX Runtime and OpenVINO on CPU; profile the others with nsys and nvtx: true)")
     if profile.nvtx and stages is None:
         try:
             _nvtx_only(engine, variant, sample, iterations)

@@ -72,6 +72,12 @@ def _operator_times(events, iterations: int, autocast_dtype) -> list[OpTime]:
             for (where, op), us in ops.items()]
 
 
+def _on_cuda(engine) -> bool:
+    """Whether the engine runs its model on a CUDA device."""
+    device = getattr(engine, "device", None)
+    return isinstance(device, torch.device) and device.type == "cuda"
+
+
 def _timed_stages(engine, sample: Sample, iterations: int, nvtx: bool) -> tuple[dict[str, float], HostTimes, HostTimes]:
     """Median wall ms per iteration of each stage range, timed by the ranges themselves (a perf_counter pair
     per range, no profiler), the host times of those iterations, and of plain iterations (ranges off) in
@@ -83,7 +89,7 @@ def _timed_stages(engine, sample: Sample, iterations: int, nvtx: bool) -> tuple[
         times = []
         for _ in range(count):
             seconds: dict[str, float] = {}
-            with ranges_enabled(nvtx=nvtx, seconds=seconds, labels=False):
+            with ranges_enabled(nvtx=nvtx, seconds=seconds, labels=False, cuda=_on_cuda(engine)):
                 times.append(run_end_to_end(engine.infer, sample, iterations=1, warmup=0))
             per_iteration.append(seconds)
         return median_times(times)
@@ -108,6 +114,8 @@ def profile_torch(engine, variant, sample: Sample, iterations: int, trace_path: 
         timed_iterations = max(iterations, TIMED_ITERS)
         stages_ms, host, reference = _timed_stages(engine, sample, timed_iterations, nvtx)
         activities = [torch.profiler.ProfilerActivity.CPU]
+        if _on_cuda(engine):
+            activities.append(torch.profiler.ProfilerActivity.CUDA)  # kernels in the trace, under their stage
         with ranges_enabled(nvtx=nvtx), torch.profiler.profile(activities=activities) as prof:
             run_end_to_end(engine.infer, sample, iterations, warmup=0)
     finally:
@@ -127,6 +135,9 @@ def profile_torch(engine, variant, sample: Sample, iterations: int, trace_path: 
     if variant.engine.kind == "torch_compile":
         notes.append("torch.compile: the stage hooks split the compiled graph at block boundaries (graph breaks), "
                      "so fusion across blocks is lost while profiling; the timed latency had no hooks.")
+    if _on_cuda(engine):
+        notes.append("CUDA: each stage range waits for the GPU (torch.cuda.synchronize) at its edges, so stage "
+                     "times are kernel times; the top-operator table is host (CPU) time, the trace has the kernels.")
     if variant.precision == "int8":
         notes.append("PyTorch dynamic INT8 quantizes nn.Linear only: convolutions always run in FP32.")
     return build_result(blocks_ms=blocks, host=host, reference=reference, engine_ms=host.infer_ms, ops=ops,

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import io
+from collections.abc import Sequence
 
 import numpy as np
 
@@ -12,22 +13,27 @@ from optim.evaluation.postprocess import Detections
 METRIC_NAMES = ["map", "map_50", "map_75", "map_small", "map_medium", "map_large"]
 
 
-def to_coco_results(detections: dict[int, Detections], category_ids: list[int]) -> list[dict]:
-    """Detections keyed by image id -> COCO result dicts (xywh boxes, original category ids)."""
+def to_coco_results(detections: dict[int, Detections], category_of_label: Sequence[int | None]) -> list[dict]:
+    """Detections keyed by image id -> COCO result dicts (xywh boxes, the data set's category ids; see
+    `optim.evaluation.label_map`). Detections of a class the data set does not have are left out."""
     results = []
     for image_id, det in detections.items():
         for box, score, label in zip(det.boxes, det.scores, det.labels):
+            category = category_of_label[int(label)]
+            if category is None:
+                continue
             x0, y0, x1, y1 = (float(v) for v in box)
-            results.append({"image_id": int(image_id), "category_id": int(category_ids[int(label)]),
+            results.append({"image_id": int(image_id), "category_id": category,
                             "bbox": [x0, y0, x1 - x0, y1 - y0], "score": float(score)})
     return results
 
 
-def coco_metrics(coco_gt, detections: dict[int, Detections], category_ids: list[int]) -> dict[str, float]:
+def coco_metrics(coco_gt, detections: dict[int, Detections],
+                 category_of_label: Sequence[int | None]) -> dict[str, float]:
     """mAP@[.5:.95], mAP@.5, mAP@.75 and AP small/medium/large (-1 where a size has no ground truth)."""
     from pycocotools.cocoeval import COCOeval
 
-    results = to_coco_results(detections, category_ids)
+    results = to_coco_results(detections, category_of_label)
     if not results:
         return {name: 0.0 for name in METRIC_NAMES}
     with contextlib.redirect_stdout(io.StringIO()):

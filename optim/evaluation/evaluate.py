@@ -7,6 +7,7 @@ import torch
 
 from optim.data.coco import CocoDetection, collate_detection
 from optim.evaluation.coco_eval import coco_metrics
+from optim.evaluation.label_map import label_map_of
 from optim.evaluation.postprocess import Detections, postprocess
 
 
@@ -29,5 +30,6 @@ def predict_pytorch(model, dataset: CocoDetection, batch_size: int = 32) -> dict
 
 
 def evaluate_pytorch(model, dataset: CocoDetection, batch_size: int = 32) -> dict[str, float]:
-    """COCO metrics of a PyTorch DETR on `dataset`."""
-    return coco_metrics(dataset.coco, predict_pytorch(model, dataset, batch_size), dataset.category_ids)
+    """COCO metrics of a PyTorch DETR on `dataset` (its labels matched to the data set's categories by name or
+    position, see `optim.evaluation.label_map`)."""
+    return coco_metrics(dataset.coco, predict_pytorch(model, dataset, batch_size), label_map_of(model, dataset))

@@ -20,8 +20,9 @@ TARGET_SECONDS = 2.0  # profiled iterations per profiler: about this long, withi
 # one event per node and run (a DETR-R50 run is ~1 MB of trace).
 MIN_ITERS, MAX_ITERS = 5, 20
 NVTX_NOTE = ("NVTX ranges (preprocess, inference, backbone, encoder, decoder, heads, postprocess) were emitted "
-             "around the profiled iterations; they are only recorded when the run is captured by Nsight Systems "
-             "(nsys profile -t nvtx,cuda,osrt python -m optim.run SPEC.yaml).")
+             "around the profiled iterations; they are only recorded when the run is captured by an Nsight tool "
+             "(nsys profile -t nvtx,cuda python -m optim.run SPEC.yaml, or ncu --nvtx; "
+             "python -m profiling.nvtx_capture does the same without a whole experiment).")
 
 
 def iterations_for(p50_ms: float, target_s: float = TARGET_SECONDS) -> int:

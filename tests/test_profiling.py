@@ -16,6 +16,7 @@ import torch
 
 from optim.engines.base import BuildContext
 from optim.engines.registry import create_engine
+from optim.errors import OptimError
 from optim.eval_data import ExperimentData
 from optim.latency import measure
 from optim.models.zoo import load_model
@@ -210,6 +211,20 @@ def test_overhead_command_measures_every_condition(tmp_path):
     assert all(ms > 0 for ms in report["median_ms"].values())
     assert report["median_change_vs_plain"]["plain"] == 0.0
     assert isinstance(report["profiling_off_within_noise"], bool) and "profiling off is" in result.stdout
+    assert report["device"] == "cpu"
+
+
+def test_nvtx_capture_times_every_stage_inside_its_range():
+    """python -m profiling.nvtx_capture: the block ranges nest inside `inference` (as Nsight shows them)."""
+    from profiling.nvtx_capture import capture
+
+    stages = capture("tiny-detr-arch", "cpu", iterations=3, warmup=1)
+    assert set(stages) == {"preprocess", "inference", "backbone", "encoder", "decoder", "heads", "postprocess"}
+    blocks = sum(stages[name] for name in ("backbone", "encoder", "decoder", "heads"))
+    assert 0 < blocks <= stages["inference"]
+    if not torch.cuda.is_available():
+        with pytest.raises(OptimError, match="--device cuda needs a CUDA GPU"):
+            capture("tiny-detr-arch", "cuda", iterations=1, warmup=0)
 
 
 def test_background_load_sees_another_busy_process():

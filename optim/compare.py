@@ -15,8 +15,10 @@ so (information only: on the lab's VM the probe did not track the slow episodes 
 correct for them, see the README). Accuracy regresses when mAP drops by more than map_threshold
 (absolute). A variant that failed in B but ran in the reference is a regression too. Latency measured
 while other processes used more than 10 % of the CPU is marked, since that, not the code, is then the
-likely cause. With --every-batch-size, a variant's latency regression counts only when all its batch
-sizes regressed. Exit status: 0 none, 1 regression, 2 bad input.
+likely cause. A figure of B over the limit that was timed with the machine slow throughout (no steady-state
+chunk, see optim.latency) is inconclusive rather than a regression. With --every-batch-size, a variant's
+latency regression counts only when all its batch sizes regressed. Exit status: 0 none, 1 regression,
+2 bad input, 3 no regression but some figures inconclusive (re-run the new run).
 """
 
 from __future__ import annotations
@@ -50,6 +52,7 @@ class Row:
     change: str
     verdict: str
     regression: bool = False
+    inconclusive: bool = False  # over the limit, but B was timed with the machine slow throughout
 
 
 @dataclass
@@ -60,6 +63,10 @@ class Comparison:
     @property
     def regressions(self) -> list[Row]:
         return [row for row in self.rows if row.regression]
+
+    @property
+    def inconclusive(self) -> list[Row]:
+        return [row for row in self.rows if row.inconclusive]
 
 
 def load_results(path: Path) -> dict:
@@ -115,6 +122,11 @@ def _latency_row(name: str, batch: int, references: list[dict], b: dict, thresho
     change = f"{delta:+.3f} ms ({delta / a_p50:+.1%})" if a_p50 else f"{delta:+.3f} ms"
     ratio = probe_ratio(references, b)
     machine = f"; machine {ratio - 1:+.0%} (probe)" if ratio is not None and abs(ratio - 1) > PROBE_TOLERANCE else ""
+    if delta > limit and b.get("steady") is False:
+        slow = _slow_state(b)
+        return Row(name, f"p50 ms @bs{batch}", a_p50, b_p50, change,
+                   f"INCONCLUSIVE (limit +{limit:.3f} ms; B was timed with the machine slow throughout{slow}: re-run)",
+                   inconclusive=True)
     if delta > limit:
         verdict, regression = f"REGRESSION (limit +{limit:.3f} ms{machine})", True
     elif delta < -limit:
@@ -122,6 +134,12 @@ def _latency_row(name: str, batch: int, references: list[dict], b: dict, thresho
     else:
         verdict, regression = f"ok (within ±{limit:.3f} ms{machine})", False
     return Row(name, f"p50 ms @bs{batch}", a_p50, b_p50, change, verdict, regression)
+
+
+def _slow_state(record: dict) -> str:
+    """", probe +N % over its fastest" for a latency record that has both probes, else ""."""
+    probe, fastest = measured(record.get("probe_ms")), measured(record.get("probe_fastest_ms"))
+    return f", probe {probe / fastest - 1:+.0%} over its fastest" if probe and fastest else ""
 
 
 def _busy_notes(name: str, batch: int, records: list[tuple[str, dict]]) -> list[str]:
@@ -242,6 +260,11 @@ def main(argv: list[str] | None = None) -> int:
         names = sorted({row.variant for row in regressions})
         print(f"\n{len(regressions)} regression(s) in {len(names)} variant(s): {', '.join(names)}")
         return 1
+    if comparison.inconclusive:
+        names = sorted({row.variant for row in comparison.inconclusive})
+        print(f"\nno regression among the figures timed in the machine's steady state; {len(names)} variant(s) "
+              f"inconclusive, timed with the machine slow throughout: {', '.join(names)} (re-run the new run)")
+        return 3
     print("\nno regression")
     return 0
 

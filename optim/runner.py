@@ -13,6 +13,7 @@ from optim.environment import environment
 from optim.eval_data import ExperimentData, detections_from_json, torch_threads
 from optim.finetune.common import seed_everything
 from optim.latency import METHOD_TEXT
+from optim.machine_load import MACHINE_SPEED
 from optim.models.zoo import load_model
 from optim.results import ResultStore, safe_child, write_json_atomic
 from optim.spec import ExperimentSpec, VariantSpec
@@ -38,6 +39,7 @@ def run_experiment(spec: ExperimentSpec, out_dir: Path | None = None, resume: bo
     store = ResultStore(out_dir)
     torch_threads(spec.latency.threads)
     seed_everything(spec.seed)  # architecture-only entries get the same random weights in every run
+    MACHINE_SPEED.calibrate(seconds=1.0)  # see the machine's fast state before timing anything
     loaded = load_model(spec.model, trust_remote_code=spec.trust_remote_code)
     input_size = tuple(spec.input_size or loaded.default_input_size)
     data = ExperimentData(spec.data, input_size, spec.eval_batch_size)
@@ -110,6 +112,7 @@ def _assemble(spec: ExperimentSpec, loaded, input_size, data: ExperimentData, re
         "model": {"name": spec.model, "source": loaded.source, "trained": loaded.trained, "input_size": list(input_size),
                   "classes": int(loaded.model.config.num_labels)},
         "measurement": {"latency": METHOD_TEXT.format(warmup=spec.latency.warmup_iters, max_seconds=spec.latency.max_seconds,
+                                                      steady_wait=spec.latency.steady_wait,
                                                       max_iters=spec.latency.max_iters, min_iters=spec.latency.min_iters),
                         "accuracy": ACCURACY_TEXT.format(images=len(data.eval_set), split=spec.data.eval_split,
                                                          calibration=spec.data.calibration_split)},

@@ -62,6 +62,8 @@ class LatencySpec(StrictModel):
     min_iters: int = Field(30, ge=1)
     max_iters: int = Field(300, ge=1)
     max_seconds: float = Field(8.0, gt=0)
+    steady_wait: float = Field(2.0, ge=0, description="extra time, in multiples of max_seconds, spent waiting for "
+                                                      "the machine's steady (fast) state when it is slow")
     threads: int | None = Field(None, ge=1, description="intra-op threads for every engine (default: all cores)")
 
     @model_validator(mode="after")

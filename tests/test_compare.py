@@ -158,3 +158,19 @@ def test_every_batch_size_counts_only_a_variant_slower_at_all_of_them(run_a):
     flagged = compare([run_a], everywhere, every_batch_size=True).regressions
     assert [(r.variant, r.metric) for r in flagged] == [("pytorch-fp32", "p50 ms @bs1"),
                                                         ("pytorch-fp32", "p50 ms @bs8")]
+
+
+def test_a_figure_timed_with_the_machine_slow_throughout_is_inconclusive_not_a_regression(tmp_path, run_a):
+    """Slower and unsteady (no steady-state chunk): exit 3, re-run; slower and steady: a regression (exit 1)."""
+    slower = _scaled(run_a, 1.5)
+    record = slower["variants"][0]["latency"]["1"]
+    record.update(steady=False, steady_fraction=0.0, probe_ms=0.7, probe_fastest_ms=0.56)
+    rows = compare([run_a], slower).rows
+    assert rows[0].inconclusive and not rows[0].regression
+    assert "slow throughout, probe +25% over its fastest" in rows[0].verdict
+    result = _cli(_write(tmp_path / "a", run_a), _write(tmp_path / "b", slower))
+    assert result.returncode == 3, result.stdout + result.stderr
+    assert "inconclusive" in result.stdout and "pytorch-fp32" in result.stdout.splitlines()[-1]
+    record["steady"] = True
+    result = _cli(tmp_path / "a", _write(tmp_path / "b", slower))
+    assert result.returncode == 1, result.stdout + result.stderr

@@ -163,3 +163,16 @@ def test_a_busy_machine_during_timing_is_called_out(results, tmp_path):
     record["background_cpu"] = 0.02
     page = write_report(results, tmp_path).read_text()
     assert "Timed on a busy machine" not in page and "at most 2% of the CPU" in page
+
+
+def test_figures_timed_while_the_machine_was_slow_are_called_out(results, tmp_path):
+    for variant in results["variants"]:
+        for record in (variant.get("latency") or {}).values():
+            record.update(background_cpu=0.0, probe_ms=0.57, steady=True, steady_fraction=0.8)
+    page = write_report(results, tmp_path).read_text()
+    assert "20% of the timed iterations ran with the machine in a slower state" in page
+    assert "Timed while the machine was slow" not in page
+    record = results["variants"][1]["latency"]["1"]
+    record.update(steady=False, steady_fraction=0.0, probe_ms=0.7)
+    page = write_report(results, tmp_path).read_text()
+    assert "Timed while the machine was slow" in page and f"{results['variants'][1]['name']} @bs1" in page

@@ -305,8 +305,17 @@ def _machine_during_timing(results: dict) -> str:
     text = (f"Other processes used at most {load:.0%} of the CPU while a figure was timed ({name} at batch "
             f"{batch}).")
     if probes:
-        text += (f" The machine speed probe (a fixed matrix product timed before each figure) took "
-                 f"{min(probes):.3f}-{max(probes):.3f} ms.")
+        text += (f" The machine speed probe (a fixed matrix product timed between chunks of iterations) took "
+                 f"{min(probes):.3f}-{max(probes):.3f} ms around the figures.")
+    fractions = [fraction for _, _, record in figures if (fraction := measured(record.get("steady_fraction"))) is not None]
+    if fractions:
+        text += (f" {1 - sum(fractions) / len(fractions):.0%} of the timed iterations ran with the machine in a slower "
+                 "state and were set aside.")
+    unsteady = sorted(f"{n} @bs{b}" for n, b, record in figures if record.get("steady") is False)
+    if unsteady:
+        return (f'<p class="callout warn"><b>Timed while the machine was slow.</b> {e(text)} These figures had no '
+                f'steady-state chunk even after waiting, so they are slower than the variant is: '
+                f'{e(", ".join(unsteady))}. Re-run them.</p>')
     if load > BUSY_WARNING:
         busy = sorted(f"{n} @bs{b}" for value, n, b in loads if value > BUSY_WARNING)
         return (f'<p class="callout warn"><b>Timed on a busy machine.</b> {e(text)} Figures timed above '

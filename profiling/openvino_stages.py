@@ -108,7 +108,7 @@ def profile_openvino(engine, variant, sample: Sample, iterations: int, counters_
     reference, host = plain_profiled_plain(
         lambda count, warmup: run_end_to_end(engine.infer, sample, count, warmup),
         lambda count, warmup: _counted_block(request, sample, count, warmup, before), iterations)
-    layers = _window_means(before[0], request.snapshot())
+    layers = _window_means(before[-1], request.snapshot())  # the latest attempt's profiled block
     ops, blocks, compute = [], defaultdict(float), []
     for name, layer in layers.items():
         where = stage_of_node(name)

@@ -14,6 +14,8 @@ Result (JSON-ready dict):
     int8_ops / float_ops  compute operators (convolutions, matrix products) by runtime precision
     fallback_warning  an INT8 variant whose compute operators run in float outside keep_float, else None
     source            how the figures were obtained
+    steady            whether the machine stayed in its steady state around the profile (see
+                      `plain_profiled_plain`); False adds a note
 """
 
 from __future__ import annotations
@@ -28,6 +30,7 @@ import numpy as np
 from optim.data.transforms import preprocess_image
 from optim.engines.onnx_export import OUTPUT_NAMES
 from optim.evaluation.postprocess import postprocess
+from optim.machine_load import MACHINE_SPEED, SpeedReference, speed_probe_ms
 from optim.models.blocks import block_of_node
 from profiling.nvtx_ranges import stage
 
@@ -37,6 +40,8 @@ STAGES = ("preprocess", "backbone", "encoder", "decoder", "heads", "postprocess"
 BLOCK_STAGES = ("backbone", "encoder", "decoder", "heads")
 TOP_OPS = 15
 WARMUP_ITERS = 3
+ATTEMPTS = 3  # plain / profiled / plain sequences run until the machine was steady throughout
+BLOCK_AGREEMENT = 0.10  # the two plain blocks must agree within this for a steady profile
 
 
 @dataclass
@@ -71,6 +76,11 @@ class HostTimes:
     infer_ms: float
     postprocess_ms: float
     iterations: int
+    steady: bool | None = None  # for a reference: timed with the machine steady (see plain_profiled_plain)
+
+    @property
+    def total_ms(self) -> float:
+        return self.preprocess_ms + self.infer_ms + self.postprocess_ms
 
 
 def sample_of(data) -> Sample:
@@ -112,20 +122,36 @@ def median_times(times: Sequence[HostTimes]) -> HostTimes:
 
 
 def plain_profiled_plain(plain: Callable[[int, int], HostTimes], profiled: Callable[[int, int], HostTimes],
-                         iterations: int, warmup: int = WARMUP_ITERS) -> tuple[HostTimes, HostTimes]:
+                         iterations: int, warmup: int = WARMUP_ITERS, probe: Callable[[], float] = speed_probe_ms,
+                         speed: SpeedReference = MACHINE_SPEED) -> tuple[HostTimes, HostTimes]:
     """A block of plain iterations, a block of profiled ones, a block of plain ones again (each callable runs
-    `(iterations, warmup)` end-to-end iterations and returns their medians); the plain blocks' mean and the
-    profiled block.
+    `(iterations, warmup)` end-to-end iterations and returns their medians); the plain blocks' mean (with
+    `steady` set) and the profiled block. `profiled` must keep only what its latest call measured.
 
-    A cloud vCPU's speed drifts (by 10-25 % between moments a second apart on the lab's 2-vCPU machine), so a
-    profile is only comparable with plain iterations run around it; blocks rather than alternating single
-    iterations, because two engine instances alternating fight over the cores (ONNX Runtime's and
-    OpenVINO's worker threads keep spinning after a run)."""
-    before = plain(iterations, warmup)
-    during = profiled(iterations, warmup)
-    after = plain(iterations, warmup)
+    A cloud vCPU's speed drifts (the lab's VM switches between a fast and a slow state), so a profile is only
+    comparable with plain iterations run around it, in the same state: the machine speed probe is taken
+    before, between and after the blocks, and the three blocks are run again (up to ATTEMPTS times) until
+    every probe shows the steady state and the two plain blocks agree within BLOCK_AGREEMENT. Blocks rather
+    than alternating single iterations, because two engine instances alternating fight over the cores (ONNX
+    Runtime's and OpenVINO's worker threads keep spinning after a run)."""
+    for _ in range(ATTEMPTS):
+        probes = [probe()]
+        before = plain(iterations, warmup)
+        probes.append(probe())
+        during = profiled(iterations, warmup)
+        probes.append(probe())
+        after = plain(iterations, warmup)
+        probes.append(probe())
+        for value in probes:
+            speed.observe(value)
+        mean_ms = (before.total_ms + after.total_ms) / 2
+        agree = abs(before.total_ms - after.total_ms) <= BLOCK_AGREEMENT * mean_ms
+        steady = agree and all(speed.is_steady(value) for value in probes)
+        if steady:
+            break
     reference = HostTimes(*((getattr(before, f) + getattr(after, f)) / 2 for f in
-                            ("preprocess_ms", "infer_ms", "postprocess_ms")), before.iterations + after.iterations)
+                            ("preprocess_ms", "infer_ms", "postprocess_ms")), before.iterations + after.iterations,
+                          steady=steady)
     return reference, during
 
 
@@ -169,7 +195,10 @@ def build_result(*, blocks_ms: dict[str, float], host: HostTimes, reference: Hos
     stages_ms["preprocess"] = host.preprocess_ms
     stages_ms["postprocess"] = host.postprocess_ms
     total = sum(stages_ms.values())
-    end_to_end = reference.preprocess_ms + reference.infer_ms + reference.postprocess_ms
+    end_to_end = reference.total_ms
+    unsteady = ([f"the machine was not steady around the profile after {ATTEMPTS} attempts (speed probe or the two "
+                 "plain blocks moved), so coverage may be off by the machine's drift"]
+                if reference.steady is False else [])
     quantize = next((s for s in variant.steps if s.kind == "quantize"), None)
     return {
         "total_ms": round(total, 4),
@@ -184,5 +213,6 @@ def build_result(*, blocks_ms: dict[str, float], host: HostTimes, reference: Hos
         "source": source,
         "iterations": host.iterations,
         "batch_size": 1,
-        "notes": list(notes or []),
+        "steady": reference.steady,
+        "notes": list(notes or []) + unsteady,
     }

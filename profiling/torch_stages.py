@@ -85,6 +85,7 @@ def _timed_stages(engine, sample: Sample, iterations: int, nvtx: bool) -> tuple[
     per_iteration: list[dict[str, float]] = []
 
     def timed(count: int, warmup: int) -> HostTimes:
+        per_iteration.clear()  # only the latest attempt counts (see plain_profiled_plain)
         run_end_to_end(engine.infer, sample, iterations=0, warmup=warmup)
         times = []
         for _ in range(count):

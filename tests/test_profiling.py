@@ -240,3 +240,29 @@ def test_background_load_sees_another_busy_process():
     finally:
         busy.kill()
     assert load is not None and load > 0.5 / os.cpu_count()  # about one core's worth of the machine busy
+
+
+def test_profile_blocks_are_run_again_until_the_machine_was_steady():
+    """plain / profiled / plain is repeated while a speed probe shows the slow state or the plain blocks
+    disagree; after ATTEMPTS unsteady tries the reference is marked unsteady and the breakdown says so."""
+    from optim.machine_load import SpeedReference
+    from profiling.stages import ATTEMPTS, HostTimes, plain_profiled_plain
+
+    def block(ms: float):
+        return lambda count, warmup: HostTimes(0.1, ms, 0.1, count)
+
+    slow_then_fast = iter([0.5, 0.7, 0.5, 0.5] + [0.5] * 4)  # the first attempt's second probe is slow
+    speed = SpeedReference()
+    reference, during = plain_profiled_plain(block(2.0), block(2.2), 5, probe=lambda: next(slow_then_fast),
+                                             speed=speed)
+    assert reference.steady and reference.infer_ms == 2.0 and during.infer_ms == 2.2
+    assert next(slow_then_fast, None) is None  # two attempts: 8 probes
+
+    calls = []
+
+    def drifting(count, warmup):  # the plain blocks never agree
+        calls.append(count)
+        return HostTimes(0.1, 2.0 * len(calls), 0.1, count)
+
+    reference, _ = plain_profiled_plain(drifting, block(2.2), 5, probe=lambda: 0.5, speed=SpeedReference())
+    assert reference.steady is False and len(calls) == 2 * ATTEMPTS

@@ -196,9 +196,9 @@ def build_result(*, blocks_ms: dict[str, float], host: HostTimes, reference: Hos
     stages_ms["postprocess"] = host.postprocess_ms
     total = sum(stages_ms.values())
     end_to_end = reference.total_ms
-    unsteady = ([f"the machine was not steady around the profile after {ATTEMPTS} attempts (speed probe or the two "
-                 "plain blocks moved), so coverage may be off by the machine's drift"]
-                if reference.steady is False else [])
+    unsteady_note = (f"the machine was not steady around the profile after {ATTEMPTS} attempts (speed probe or "
+                     "the two plain blocks moved), so coverage may be off by the machine's drift")
+    unsteady = [unsteady_note] if reference.steady is False else []
     quantize = next((s for s in variant.steps if s.kind == "quantize"), None)
     return {
         "total_ms": round(total, 4),

@@ -11,8 +11,8 @@ where sampling is the standard error of the difference of two medians (1.2533 x 
 robust sigma = IQR / 1.349 of the timed samples) and run_to_run is the standard deviation of the reference
 runs' p50s (0 with one reference run). When the machine speed probe timed beside each latency figure
 (optim.machine_load.speed_probe_ms) moved by more than 15 % against the reference runs', the verdict says
-so (information only: on the lab's VM the probe did not track the slow episodes closely enough to
-correct for them, see the README). Accuracy regresses when mAP drops by more than map_threshold
+so (information: the figures themselves are already timed in the machine's steady state where it had one,
+see optim.latency). Accuracy regresses when mAP drops by more than map_threshold
 (absolute). A variant that failed in B but ran in the reference is a regression too. Latency measured
 while other processes used more than 10 % of the CPU is marked, since that, not the code, is then the
 likely cause. A figure of B over the limit that was timed with the machine slow throughout (no steady-state

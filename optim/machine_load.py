@@ -89,13 +89,12 @@ MACHINE_SPEED = SpeedReference()  # shared by every measurement of the process
 
 
 def speed_probe_ms() -> float:
-    """Median ms of a fixed workload on every core, run just before a latency measurement.
+    """Median ms of a fixed workload on every core: the machine's speed at this moment.
 
     Cloud vCPUs slow down for seconds at a time (a neighbour on the same physical core, frequency changes)
-    in ways no process list shows. Recorded beside every latency figure, this fixed workload is a fact about
-    the machine at that moment, which `optim.compare` shows when it moved. (On the lab's VM it did not track
-    the slow episodes closely: they hit the measured engine's threads, not always this short product.) It
-    always uses every core, whatever the experiment's thread setting."""
+    in ways no process list shows. `optim.latency` runs this between chunks of timed iterations and keeps
+    the chunks timed in the fast state (see SpeedReference); every latency figure records it. It always uses
+    every core, whatever the experiment's thread setting."""
     import torch
 
     threads = torch.get_num_threads()

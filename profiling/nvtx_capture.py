@@ -13,26 +13,21 @@ edges), so the same command shows the breakdown without a profiler.
 from __future__ import annotations
 
 import argparse
-from collections.abc import Sequence
+import tempfile
+from pathlib import Path
 
 import numpy as np
 import torch
 from PIL import Image
 
 from optim.cli import run_cli
+from optim.engines.base import BuildContext
+from optim.engines.pytorch_engine import PyTorchEngine
 from optim.errors import OptimError
 from optim.models.zoo import load_model
+from optim.spec import EngineSpec
 from profiling.nvtx_ranges import instrument_detr, ranges_enabled
-from profiling.stages import Sample, run_end_to_end
-
-
-def forward_fn(model: torch.nn.Module, device: torch.device):
-    """An `infer` for `run_end_to_end`: numpy pixels in, numpy logits and boxes out (a device round trip)."""
-    def infer(pixels: np.ndarray) -> Sequence[np.ndarray]:
-        with torch.inference_mode():
-            outputs = model(pixel_values=torch.from_numpy(pixels).to(device))
-        return outputs.logits.float().cpu().numpy(), outputs.pred_boxes.float().cpu().numpy()
-    return infer
+from profiling.stages import Sample, ranged_iterations, run_end_to_end
 
 
 def noise_sample(input_size: tuple[int, int], seed: int = 0) -> Sample:
@@ -43,29 +38,26 @@ def noise_sample(input_size: tuple[int, int], seed: int = 0) -> Sample:
 
 
 def capture(model_name: str, device_name: str, iterations: int, warmup: int) -> dict[str, float]:
-    """Run `warmup` + `iterations` end-to-end iterations inside NVTX ranges; median ms per stage range."""
-    device = torch.device(device_name)
-    if device.type == "cuda" and not torch.cuda.is_available():
+    """Run `warmup` + `iterations` end-to-end iterations of the model on the PyTorch engine inside NVTX
+    ranges; median ms per stage range."""
+    if torch.device(device_name).type == "cuda" and not torch.cuda.is_available():
         raise OptimError("--device cuda needs a CUDA GPU and a CUDA build of torch", field="--device",
                          fix="run on a GPU machine, or pass --device cpu")
     loaded = load_model(model_name, allow_download=False)
-    model = loaded.model.to(device).eval()
-    sample = noise_sample(tuple(loaded.default_input_size))
-    infer = forward_fn(model, device)
-    hooks = instrument_detr(model)
-    per_iteration: list[dict[str, float]] = []
+    input_size = tuple(loaded.default_input_size)
+    engine = PyTorchEngine(EngineSpec(kind="pytorch", device=device_name))
+    with tempfile.TemporaryDirectory(prefix="nvtx-capture-") as workdir:
+        engine.build(loaded.model, None, BuildContext(workdir=Path(workdir), input_size=input_size))
+    sample = noise_sample(input_size)
+    hooks = instrument_detr(engine.model)
     try:
         with ranges_enabled(nvtx=True):
-            run_end_to_end(infer, sample, iterations=0, warmup=warmup)
-        for _ in range(iterations):
-            seconds: dict[str, float] = {}
-            with ranges_enabled(nvtx=True, seconds=seconds, labels=False, cuda=device.type == "cuda"):
-                run_end_to_end(infer, sample, iterations=1, warmup=0)
-            per_iteration.append(seconds)
+            run_end_to_end(engine.infer, sample, iterations=0, warmup=warmup)
+        _, stages_ms = ranged_iterations(engine.infer, sample, iterations, nvtx=True,
+                                         cuda=engine.device.type == "cuda")
     finally:
         hooks.remove()
-    names = sorted(set().union(*per_iteration)) if per_iteration else []
-    return {name: 1000.0 * float(np.median([it.get(name, 0.0) for it in per_iteration])) for name in names}
+    return stages_ms
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -32,7 +32,7 @@ from optim.engines.onnx_export import OUTPUT_NAMES
 from optim.evaluation.postprocess import postprocess
 from optim.machine_load import MACHINE_SPEED, SpeedReference, speed_probe_ms
 from optim.models.blocks import block_of_node
-from profiling.nvtx_ranges import stage
+from profiling.nvtx_ranges import ranges_enabled, stage
 
 # other = operators outside DETR's blocks; runtime = the engine's time outside any operator (executor,
 # scheduling, copies), measured as its run time minus its operators' (graph engines only).
@@ -119,6 +119,22 @@ def median_times(times: Sequence[HostTimes]) -> HostTimes:
         return HostTimes(0.0, 0.0, 0.0, 0)
     parts = np.median(np.asarray([(t.preprocess_ms, t.infer_ms, t.postprocess_ms) for t in times]), axis=0)
     return HostTimes(float(parts[0]), float(parts[1]), float(parts[2]), len(times))
+
+
+def ranged_iterations(infer: Callable[[np.ndarray], Sequence[np.ndarray]], sample: Sample, iterations: int,
+                      nvtx: bool = False, cuda: bool = False) -> tuple[HostTimes, dict[str, float]]:
+    """`iterations` end-to-end iterations at batch 1, each with the stage ranges timing themselves (perf_counter,
+    no profiler; waiting for the GPU at their edges when `cuda`); their median HostTimes and the median ms of
+    each stage range (a range an iteration did not open counts 0 there)."""
+    times, per_iteration = [], []
+    for _ in range(iterations):
+        seconds: dict[str, float] = {}
+        with ranges_enabled(nvtx=nvtx, seconds=seconds, labels=False, cuda=cuda):
+            times.append(run_end_to_end(infer, sample, iterations=1, warmup=0))
+        per_iteration.append(seconds)
+    names = set().union(*per_iteration) if per_iteration else set()
+    return median_times(times), {name: 1000.0 * float(np.median([it.get(name, 0.0) for it in per_iteration]))
+                                 for name in sorted(names)}
 
 
 def plain_profiled_plain(plain: Callable[[int, int], HostTimes], profiled: Callable[[int, int], HostTimes],

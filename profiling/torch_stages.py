@@ -7,7 +7,6 @@ from __future__ import annotations
 from collections import defaultdict
 from pathlib import Path
 
-import numpy as np
 import torch
 
 from optim.models.blocks import block_of_module
@@ -19,8 +18,8 @@ from profiling.stages import (
     OpTime,
     Sample,
     build_result,
-    median_times,
     plain_profiled_plain,
+    ranged_iterations,
     run_end_to_end,
 )
 
@@ -82,24 +81,18 @@ def _timed_stages(engine, sample: Sample, iterations: int, nvtx: bool) -> tuple[
     """Median wall ms per iteration of each stage range, timed by the ranges themselves (a perf_counter pair
     per range, no profiler), the host times of those iterations, and of plain iterations (ranges off) in
     blocks before and after them."""
-    per_iteration: list[dict[str, float]] = []
+    stages_ms: dict[str, float] = {}
 
     def timed(count: int, warmup: int) -> HostTimes:
-        per_iteration.clear()  # only the latest attempt counts (see plain_profiled_plain)
         run_end_to_end(engine.infer, sample, iterations=0, warmup=warmup)
-        times = []
-        for _ in range(count):
-            seconds: dict[str, float] = {}
-            with ranges_enabled(nvtx=nvtx, seconds=seconds, labels=False, cuda=_on_cuda(engine)):
-                times.append(run_end_to_end(engine.infer, sample, iterations=1, warmup=0))
-            per_iteration.append(seconds)
-        return median_times(times)
+        host, medians = ranged_iterations(engine.infer, sample, count, nvtx=nvtx, cuda=_on_cuda(engine))
+        stages_ms.clear()  # only the latest attempt counts (see plain_profiled_plain)
+        stages_ms.update(medians)
+        return host
 
     reference, host = plain_profiled_plain(
         lambda count, warmup: run_end_to_end(engine.infer, sample, count, warmup), timed, iterations)
-    names = set().union(*per_iteration)
-    medians = {name: 1000.0 * float(np.median([it.get(name, 0.0) for it in per_iteration])) for name in names}
-    return medians, host, reference
+    return stages_ms, host, reference
 
 
 def profile_torch(engine, variant, sample: Sample, iterations: int, trace_path: Path | None,

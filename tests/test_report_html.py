@@ -170,7 +170,7 @@ def test_figures_timed_while_the_machine_was_slow_are_called_out(results, tmp_pa
         for record in (variant.get("latency") or {}).values():
             record.update(background_cpu=0.0, probe_ms=0.57, steady=True, steady_fraction=0.8)
     page = write_report(results, tmp_path).read_text()
-    assert "20% of the timed iterations ran with the machine in a slower state" in page
+    assert "On average 20% of a figure&#x27;s timed iterations ran with the machine in a slower state" in page
     assert "Timed while the machine was slow" not in page
     record = results["variants"][1]["latency"]["1"]
     record.update(steady=False, steady_fraction=0.0, probe_ms=0.7)

@@ -309,8 +309,8 @@ def _machine_during_timing(results: dict) -> str:
                  f"{min(probes):.3f}-{max(probes):.3f} ms around the figures.")
     fractions = [fraction for _, _, record in figures if (fraction := measured(record.get("steady_fraction"))) is not None]
     if fractions:
-        text += (f" {1 - sum(fractions) / len(fractions):.0%} of the timed iterations ran with the machine in a slower "
-                 "state and were set aside.")
+        text += (f" On average {1 - sum(fractions) / len(fractions):.0%} of a figure's timed iterations ran with the "
+                 "machine in a slower state and were set aside (kept only where no steady ones were left).")
     unsteady = sorted(f"{n} @bs{b}" for n, b, record in figures if record.get("steady") is False)
     if unsteady:
         return (f'<p class="callout warn"><b>Timed while the machine was slow.</b> {e(text)} These figures had no '

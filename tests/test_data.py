@@ -9,7 +9,7 @@ import pytest
 import torch
 
 from optim.data.coco import CocoDetection, CocoFolder, collate_detection
-from optim.data.synthetic import SplitSpec, SyntheticSpec, generate_split
+from optim.data.synthetic import SplitSpec, SyntheticSpec, ensure_dataset, generate_split
 from optim.errors import OptimError
 
 
@@ -19,6 +19,21 @@ def test_generation_is_deterministic(tmp_path):
     second = generate_split(tmp_path / "b", "val", spec).read_text()
     assert first == second
     assert (tmp_path / "a" / "val" / "clip0000_frame000.jpg").read_bytes() == (tmp_path / "b" / "val" / "clip0000_frame000.jpg").read_bytes()
+
+
+def test_ensure_dataset_regenerates_a_split_made_with_other_parameters(tmp_path):
+    old = SyntheticSpec(image_size=64, splits={"val": SplitSpec(clips=2, frames_per_clip=4)}, seed=5)
+    new = SyntheticSpec(image_size=64, splits={"val": SplitSpec(clips=3, frames_per_clip=2)}, seed=5)
+    ann_file = tmp_path / "annotations" / "instances_val.json"
+    ensure_dataset(tmp_path, ("val",), old)
+    written = ann_file.stat().st_mtime_ns
+    ensure_dataset(tmp_path, ("val",), old)  # same parameters: left alone
+    assert ann_file.stat().st_mtime_ns == written
+    ensure_dataset(tmp_path, ("val",), new)  # other parameters (e.g. an older generator version): regenerated
+    coco = json.loads(ann_file.read_text())
+    assert coco["info"]["clips"] == 3 and coco["info"]["version"] == SyntheticSpec.version
+    # The earlier generation's frames that the new one does not overwrite are gone with it.
+    assert sorted(p.name for p in (tmp_path / "val").glob("*.jpg")) == sorted(im["file_name"] for im in coco["images"])
 
 
 def test_boxes_inside_images_and_splits_by_clip(tiny_dataset_root):

@@ -14,8 +14,9 @@ import argparse
 import json
 import math
 import time
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
+from typing import ClassVar
 
 import numpy as np
 from PIL import Image, ImageDraw, ImageFilter
@@ -38,14 +39,21 @@ class SplitSpec:
 
 @dataclass(frozen=True)
 class SyntheticSpec:
-    """Parameters of the generated data set; the defaults are the shipped model's data."""
+    """Parameters of the generated data set; the defaults are the shipped model's data.
+
+    Version 2 (2026-11-26): 4 000 train clips x 6 frames instead of 400 x 12. With 400 scenes the shipped
+    model fitted the train split (mAP 0.67) far better than val (0.22): the frames of one clip repeat the
+    same background and objects, so the clip count, not the frame count, is what the model learns from.
+    Val and test are unchanged (each split has its own random stream)."""
+
+    version: ClassVar[int] = 2
 
     image_size: int = 128
     max_objects: int = 6
     seed: int = 0
     splits: dict[str, SplitSpec] = field(
         default_factory=lambda: {
-            "train": SplitSpec(clips=400, frames_per_clip=12),
+            "train": SplitSpec(clips=4000, frames_per_clip=6),
             "val": SplitSpec(clips=25, frames_per_clip=8),
             "test": SplitSpec(clips=25, frames_per_clip=8),
         }
@@ -161,6 +169,8 @@ def generate_split(out_dir: Path, split: str, spec: SyntheticSpec) -> Path:
     rng = np.random.default_rng(split_seed)
     image_dir = out_dir / split
     image_dir.mkdir(parents=True, exist_ok=True)
+    for stale in image_dir.glob("clip*_frame*.jpg"):  # frames of an earlier generation that this one may not overwrite
+        stale.unlink()
     images, annotations = [], []
     for clip in range(split_spec.clips):
         for frame, (image, objects) in enumerate(_render_clip(rng, spec, split_spec.frames_per_clip)):
@@ -175,19 +185,34 @@ def generate_split(out_dir: Path, split: str, spec: SyntheticSpec) -> Path:
     ann_dir = out_dir / "annotations"
     ann_dir.mkdir(parents=True, exist_ok=True)
     ann_file = ann_dir / f"instances_{split}.json"
-    info = {"description": "optim synthetic video-analytics data set", "seed": spec.seed,
-            "image_size": spec.image_size, "version": 1}
+    info = {"description": "optim synthetic video-analytics data set", **_split_identity(spec, split)}
     ann_file.write_text(json.dumps({"info": info, "images": images, "annotations": annotations,
                                     "categories": CATEGORIES}))
     return ann_file
 
 
+def _split_identity(spec: SyntheticSpec, split: str) -> dict:
+    """What determines a split's content; stored in its annotation file's `info`."""
+    return {"version": spec.version, "seed": spec.seed, "image_size": spec.image_size,
+            "max_objects": spec.max_objects, **asdict(spec.splits[split])}
+
+
+def _is_current(ann_file: Path, spec: SyntheticSpec, split: str) -> bool:
+    """Whether `ann_file` exists and was generated with `spec` (an older version or other parameters: no)."""
+    if not ann_file.exists():
+        return False
+    with ann_file.open() as handle:
+        info = json.load(handle).get("info", {})
+    return all(info.get(key) == value for key, value in _split_identity(spec, split).items())
+
+
 def ensure_dataset(out_dir: Path, splits: tuple[str, ...] = ("train", "val", "test"),
                    spec: SyntheticSpec | None = None) -> Path:
-    """Generate the missing splits of the data set under `out_dir` (idempotent) and return `out_dir`."""
+    """Generate the splits under `out_dir` that are missing or were generated with other parameters (an older
+    version of this generator, another seed or size) and return `out_dir`."""
     spec = spec or SyntheticSpec()
     for split in splits:
-        if not (out_dir / "annotations" / f"instances_{split}.json").exists():
+        if not _is_current(out_dir / "annotations" / f"instances_{split}.json", spec, split):
             generate_split(out_dir, split, spec)
     return out_dir
 

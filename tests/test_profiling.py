@@ -84,9 +84,12 @@ def _check_breakdown(stages: dict, p50: float, timed: tuple[str, ...] = ("backbo
     assert stages["total_ms"] == pytest.approx(sum(stages["stages_ms"].values()), abs=1e-3)
     assert stages["timed_p50_ms"] == pytest.approx(p50, abs=1e-4)
     engine_stages = sum(ms for name, ms in stages["stages_ms"].items() if name not in ("preprocess", "postprocess"))
-    # = the engine's time (the runtime stage is the remainder), unless node times corrected for the ORT
-    # profiler's cost already exceed it and the remainder is clamped at 0: allow a few percent.
-    assert engine_stages == pytest.approx(stages["engine_ms"], rel=0.05, abs=1e-3)
+    # The runtime stage is the remainder of the engine's time: the stages add up to it exactly, unless the
+    # operators' (profiler-corrected) times already exceed it, and the remainder is clamped at 0.
+    if stages["stages_ms"]["runtime"] > 0:
+        assert engine_stages == pytest.approx(stages["engine_ms"], abs=1e-3)
+    else:
+        assert engine_stages >= stages["engine_ms"] - 1e-3
     assert stages["coverage"] == pytest.approx(stages["total_ms"] / stages["end_to_end_ms"], rel=1e-3)
     assert COVERAGE_BOUNDS[0] < stages["coverage"] < COVERAGE_BOUNDS[1], stages
     ops = stages["top_ops"]

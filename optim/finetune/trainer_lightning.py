@@ -7,9 +7,8 @@ from pathlib import Path
 
 import torch
 
-from optim.data.coco import collate_detection
 from optim.evaluation.evaluate import evaluate_pytorch
-from optim.finetune.common import TrainingData, export_final, lr_lambda, wrap_for_training
+from optim.finetune.common import TrainingData, collate_for_training, export_final, lr_lambda, wrap_for_training
 from optim.finetune.spec import FinetuneSpec
 
 
@@ -39,13 +38,14 @@ def train_lightning(spec: FinetuneSpec, model, data: TrainingData, out_dir: Path
             self.log_dict({f"eval_{k}": v for k, v in metrics.items()}, prog_bar=False)
 
         def configure_optimizers(self):
-            optimizer = torch.optim.AdamW(self.model.parameters(), lr=spec.lr, weight_decay=spec.weight_decay)
+            optimizer = torch.optim.AdamW(self.model.parameters(), lr=spec.lr, weight_decay=spec.weight_decay,
+                                          fused=True)
             scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lr_lambda(spec))
             return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler, "interval": "step"}}
 
     generator = torch.Generator().manual_seed(spec.seed)
     train_loader = torch.utils.data.DataLoader(data.train, batch_size=spec.batch_size, shuffle=True,
-                                               collate_fn=collate_detection, generator=generator)
+                                               collate_fn=collate_for_training, generator=generator)
     # Lightning needs a val loader to trigger validation; mAP is computed over the whole val set at epoch end.
     val_loader = torch.utils.data.DataLoader([0], batch_size=1)
     logger = (CSVLogger(out_dir, name="logs") if spec.logger == "csv" else TensorBoardLogger(out_dir, name="logs"))

@@ -96,3 +96,26 @@ def test_a_query_group_equal_to_detrs_own_queries_has_detrs_own_loss(tiny_model)
         wrapped = DetrWithTrainingAids(tiny_model, encoder_aux_weight=0.0, query_groups=2)
         wrapped.groups = groups
         assert torch.allclose(wrapped(pixels, labels).loss, 2 * outputs.loss, rtol=1e-5)
+
+
+def test_training_runs_channels_last_with_the_loss_of_nchw(tiny_model):
+    """Both trainers train in channels-last memory format (with the matching batches), which gives the loss
+    the NCHW model gives (saving such a model is covered by the short runs above: safetensors needs contiguous
+    tensors, and their checkpoints and exports would fail without the conversion)."""
+    import torch
+
+    from optim.finetune.common import collate_for_training, unwrap, wrap_for_training
+    from optim.finetune.spec import FinetuneSpec
+
+    spec = FinetuneSpec(name="t", encoder_aux_weight=0.0)
+    target = {"class_labels": torch.tensor([1]), "boxes": torch.tensor([[0.5, 0.5, 0.2, 0.3]])}
+    batch = collate_for_training([(torch.randn(3, 64, 64), target), (torch.randn(3, 64, 64), target)])
+    assert batch["pixel_values"].is_contiguous(memory_format=torch.channels_last)
+    with torch.no_grad():
+        nchw_loss = tiny_model(pixel_values=batch["pixel_values"].contiguous(), labels=batch["labels"]).loss
+        wrapped = wrap_for_training(tiny_model, spec)
+        conv = next(p for p in unwrap(wrapped).parameters() if p.dim() == 4)  # the stem's convolution
+        assert conv.is_contiguous(memory_format=torch.channels_last)
+        assert not conv.is_contiguous()
+        assert torch.allclose(wrapped(pixel_values=batch["pixel_values"], labels=batch["labels"]).loss, nchw_loss,
+                              rtol=1e-4)

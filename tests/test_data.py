@@ -36,6 +36,22 @@ def test_ensure_dataset_regenerates_a_split_made_with_other_parameters(tmp_path)
     assert sorted(p.name for p in (tmp_path / "val").glob("*.jpg")) == sorted(im["file_name"] for im in coco["images"])
 
 
+def test_max_objects_is_per_split_and_leaves_other_splits_unchanged(tmp_path):
+    def spec(train_max: int) -> SyntheticSpec:
+        return SyntheticSpec(image_size=64, seed=5, splits={"train": SplitSpec(6, 2, max_objects=train_max),
+                                                            "val": SplitSpec(3, 2, max_objects=2)})
+
+    few, many = (json.loads(generate_split(tmp_path / name, "train", spec(m)).read_text()) for name, m in
+                 (("few", 1), ("many", 10)))
+    assert len(many["annotations"]) > len(few["annotations"])
+    per_image = [sum(a["image_id"] == im["id"] for a in few["annotations"]) for im in few["images"]]
+    assert max(per_image) <= 1
+    # Val draws from its own random stream: the train split's parameters do not change it.
+    val_a = generate_split(tmp_path / "few", "val", spec(1)).read_text()
+    val_b = generate_split(tmp_path / "many", "val", spec(10)).read_text()
+    assert val_a == val_b and json.loads(val_a)["info"]["max_objects"] == 2
+
+
 def test_boxes_inside_images_and_splits_by_clip(tiny_dataset_root):
     data = {s: json.loads((tiny_dataset_root / "annotations" / f"instances_{s}.json").read_text())
             for s in ("train", "val", "test")}

@@ -119,3 +119,28 @@ def test_training_runs_channels_last_with_the_loss_of_nchw(tiny_model):
         assert not conv.is_contiguous()
         assert torch.allclose(wrapped(pixel_values=batch["pixel_values"], labels=batch["labels"]).loss, nchw_loss,
                               rtol=1e-4)
+
+
+
+def test_loss_weights_of_the_spec_reach_detrs_matcher_and_loss():
+    """The spec's `loss` weights replace DETR's defaults where Hugging Face's loss reads them: the matcher's
+    costs and the coefficients that weigh the reported loss terms."""
+    import torch
+
+    from optim.finetune.common import build_model
+    from optim.finetune.spec import FinetuneSpec
+
+    labels = ["car", "truck", "person", "sign"]
+    default = build_model(FinetuneSpec(name="t", model={"arch": "tiny-detr"}), labels)
+    heavier = build_model(FinetuneSpec(name="t", model={"arch": "tiny-detr"},
+                                       loss={"giou": 4, "no_object": 0.2}), labels)
+    assert (default.config.giou_cost, default.config.giou_loss_coefficient, default.config.eos_coefficient) == (2, 2, 0.1)
+    assert (heavier.config.giou_cost, heavier.config.giou_loss_coefficient, heavier.config.eos_coefficient) == (4, 4, 0.2)
+    assert (heavier.config.bbox_cost, heavier.config.bbox_loss_coefficient) == (5, 5)
+    target = [{"class_labels": torch.tensor([1]), "boxes": torch.tensor([[0.5, 0.5, 0.2, 0.3]])}]
+    with torch.no_grad():
+        for model, giou_weight in ((default, 2), (heavier, 4)):
+            out = model.eval()(pixel_values=torch.randn(1, 3, 64, 64), labels=target)
+            terms = out.loss_dict
+            expected = terms["loss_ce"] + 5 * terms["loss_bbox"] + giou_weight * terms["loss_giou"]
+            assert terms["loss_giou"] > 0 and torch.allclose(out.loss, expected)

@@ -14,7 +14,7 @@ import torch
 from optim.data.coco import CocoDetection, CocoFolder, collate_detection
 from optim.data.synthetic import ensure_dataset
 from optim.evaluation.evaluate import evaluate_pytorch
-from optim.finetune.spec import FinetuneSpec
+from optim.finetune.spec import FinetuneSpec, LossWeightsSpec
 from optim.models.architectures import ARCHITECTURES
 from optim.models.zoo import load_model
 
@@ -65,11 +65,20 @@ def build_model(spec: FinetuneSpec, label_names: list[str]):
         model = load_model(spec.model.init).model
     model.config.id2label = dict(enumerate(label_names))
     model.config.label2id = {name: i for i, name in enumerate(label_names)}
+    _set_loss_weights(model.config, spec.loss)
     if spec.model.arch:
         _unfreeze_batch_norm(model.model.backbone)
     for parameter in model.parameters():
         parameter.requires_grad_(True)
     return model.train()
+
+
+def _set_loss_weights(config, weights: LossWeightsSpec) -> None:
+    """Put the spec's loss weights where Hugging Face's DETR loss reads them: the Hungarian matcher's costs
+    and the loss coefficients (both the same, as in DETR)."""
+    config.bbox_cost = config.bbox_loss_coefficient = weights.bbox_l1
+    config.giou_cost = config.giou_loss_coefficient = weights.giou
+    config.eos_coefficient = weights.no_object
 
 
 def _unfreeze_batch_norm(module: torch.nn.Module) -> None:

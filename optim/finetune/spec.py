@@ -45,6 +45,17 @@ class FinetuneModelSpec(StrictModel):
         return self
 
 
+class LossWeightsSpec(StrictModel):
+    """DETR's Hungarian loss weights, each used both in the matching cost and in the loss (as in DETR).
+
+    The defaults are DETR's own (and Hugging Face's `DetrConfig`'s); the class term's weight is 1. The box
+    weights are whole numbers because `DetrConfig` types them so."""
+
+    bbox_l1: int = Field(5, ge=0, description="L1 distance of normalized (cx, cy, w, h) boxes")
+    giou: int = Field(2, ge=0, description="generalized IoU, the scale-invariant box term")
+    no_object: float = Field(0.1, gt=0, le=1, description="relative weight of the 'no object' class")
+
+
 class FinetuneSpec(StrictModel):
     """Everything a fine-tuning run needs; both trainers read the same spec."""
 
@@ -60,6 +71,7 @@ class FinetuneSpec(StrictModel):
     warmup_steps: int = Field(500, ge=0)
     grad_clip: float = Field(0.1, gt=0)
     hflip: bool = True
+    loss: LossWeightsSpec = LossWeightsSpec()
     encoder_aux_weight: float = Field(1.0, ge=0, description="dense encoder supervision while training "
                                       "(optim.finetune.dense_aux); 0 turns it off")
     query_groups: int = Field(1, ge=1, description="Group DETR: train this many groups of object queries "

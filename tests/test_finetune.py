@@ -21,15 +21,16 @@ steps: {steps}
 batch_size: 4
 warmup_steps: 1
 eval_every: 2
-save_every: 2
+save_every: {save_every}
 threads: 1
 output_dir: {out}
 """
 
 
-def _finetune(tmp_path, root, trainer: str, steps: int) -> subprocess.CompletedProcess:
+def _finetune(tmp_path, root, trainer: str, steps: int, extra: str = "", save_every: int = 2) -> subprocess.CompletedProcess:
     spec = tmp_path / f"{trainer}.yaml"
-    spec.write_text(SPEC.format(trainer=trainer, root=root, steps=steps, out=tmp_path / "runs"))
+    spec.write_text(SPEC.format(trainer=trainer, root=root, steps=steps, save_every=save_every, out=tmp_path / "runs")
+                    + extra)
     return subprocess.run([sys.executable, "-m", "optim.finetune", str(spec)], capture_output=True, text=True,
                           timeout=600, check=False)
 
@@ -51,9 +52,40 @@ def test_short_finetune_writes_model_and_resumes(tmp_path, tiny_dataset_root, tr
     assert json.loads((out / "metrics.json").read_text())["steps"] == 4
 
 
+@pytest.mark.slow
+@pytest.mark.parametrize("trainer", ["transformers", "lightning"])
+def test_moving_average_is_evaluated_exported_and_resumed(tmp_path, tiny_dataset_root, trainer):
+    """With `ema_decay`, the exported model is the average of the trained weights, not the last ones; with decay
+    0.5 over two steps it is exactly the mean of the weights after step 1 and after step 2. A longer run resumes
+    the average from the checkpoint."""
+    import torch
+    from safetensors.torch import load_file
+
+    run = _finetune(tmp_path, tiny_dataset_root, trainer, steps=2, extra="ema_decay: 0.5\n", save_every=1)
+    assert run.returncode == 0, run.stderr[-3000:]
+    out = tmp_path / "runs" / f"tiny-{trainer}"
+    exported = load_file(str(out / "model" / "model.safetensors"))
+    if trainer == "transformers":
+        raw = [load_file(str(out / f"checkpoint-{step}" / "model.safetensors")) for step in (1, 2)]
+        assert (out / "checkpoint-2" / "ema.safetensors").is_file()
+    else:
+        checkpoint = torch.load(out / "checkpoints" / "last.ckpt", weights_only=False)
+        averaged, last = checkpoint["state_dict"], checkpoint["current_model_state"]
+    name = "class_labels_classifier.weight"
+    if trainer == "transformers":
+        first, second = (weights[f"detr.{name}"] for weights in raw)
+        assert not torch.equal(first, second)
+        assert torch.allclose(exported[name], (first + second) / 2, atol=1e-7)
+    else:
+        assert torch.allclose(exported[name], averaged[f"model.detr.{name}"])
+        assert not torch.allclose(exported[name], last[f"model.detr.{name}"])
+    resumed = _finetune(tmp_path, tiny_dataset_root, trainer, steps=4, extra="ema_decay: 0.5\n", save_every=1)
+    assert resumed.returncode == 0 and "resuming from" in resumed.stdout, resumed.stderr[-3000:]
+
+
 def test_unknown_trainer_is_a_clear_error(tmp_path, tiny_dataset_root):
     spec = tmp_path / "bad.yaml"
-    spec.write_text(SPEC.format(trainer="keras", root=tiny_dataset_root, steps=1, out=tmp_path))
+    spec.write_text(SPEC.format(trainer="keras", root=tiny_dataset_root, steps=1, save_every=2, out=tmp_path))
     result = subprocess.run([sys.executable, "-m", "optim.finetune", str(spec)], capture_output=True, text=True,
                             check=False)
     assert result.returncode == 2 and "trainer" in result.stderr and "Traceback" not in result.stderr

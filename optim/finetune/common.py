@@ -81,13 +81,22 @@ def _set_loss_weights(config, weights: LossWeightsSpec) -> None:
     config.eos_coefficient = weights.no_object
 
 
+class TrainableBatchNorm2d(torch.nn.BatchNorm2d):
+    """`BatchNorm2d` without `num_batches_tracked` (DETR's frozen batch norm has none). Loading a state dict that
+    carries no module versions (safetensors, Lightning's weight averaging) must not invent that entry, as
+    `BatchNorm2d` does for state dicts older than its version 2."""
+
+    def _load_from_state_dict(self, state_dict, prefix, local_metadata, *args, **kwargs):
+        super()._load_from_state_dict(state_dict, prefix, {**local_metadata, "version": 2}, *args, **kwargs)
+
+
 def _unfreeze_batch_norm(module: torch.nn.Module) -> None:
     """Swap DETR's frozen batch norm for trainable `BatchNorm2d` (same parameter and buffer names, same
     eps), so a backbone trained from scratch is normalized; the saved weights load back into the frozen
     kind, which then computes exactly what `BatchNorm2d` computes in eval mode."""
     for name, child in module.named_children():
         if type(child).__name__ == "DetrFrozenBatchNorm2d":
-            norm = torch.nn.BatchNorm2d(child.weight.shape[0], eps=1e-5)
+            norm = TrainableBatchNorm2d(child.weight.shape[0], eps=1e-5)
             with torch.no_grad():
                 for key in ("weight", "bias", "running_mean", "running_var"):
                     getattr(norm, key).copy_(getattr(child, key))

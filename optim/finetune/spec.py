@@ -76,6 +76,9 @@ class FinetuneSpec(StrictModel):
                                       "(optim.finetune.dense_aux); 0 turns it off")
     query_groups: int = Field(1, ge=1, description="Group DETR: train this many groups of object queries "
                               "(optim.finetune.query_groups); 1 = DETR's own queries only")
+    ema_decay: float | None = Field(None, gt=0, lt=1, description="keep an exponential moving average of the "
+                                    "weights (parameters and batch-norm statistics) with this decay per step; "
+                                    "evaluation and the exported model use it. None = off")
     eval_every: int = Field(2000, ge=1)
     save_every: int = Field(1000, ge=1)
     logger: Literal["csv", "tensorboard"] = "csv"

@@ -15,7 +15,7 @@ from optim.finetune.spec import FinetuneSpec
 def train_lightning(spec: FinetuneSpec, model, data: TrainingData, out_dir: Path) -> dict:
     """Train `model` with a Lightning Trainer; resumes from `out_dir/checkpoints/last.ckpt` if present."""
     import lightning as L
-    from lightning.pytorch.callbacks import ModelCheckpoint
+    from lightning.pytorch.callbacks import EMAWeightAveraging, ModelCheckpoint
     from lightning.pytorch.loggers import CSVLogger, TensorBoardLogger
 
     class DetrModule(L.LightningModule):
@@ -50,9 +50,13 @@ def train_lightning(spec: FinetuneSpec, model, data: TrainingData, out_dir: Path
     val_loader = torch.utils.data.DataLoader([0], batch_size=1)
     logger = (CSVLogger(out_dir, name="logs") if spec.logger == "csv" else TensorBoardLogger(out_dir, name="logs"))
     checkpoints = ModelCheckpoint(dirpath=out_dir / "checkpoints", every_n_train_steps=spec.save_every, save_last=True)
+    callbacks = [checkpoints]
+    if spec.ema_decay is not None:
+        # Validation and the exported model use the average; checkpoints hold both, so resuming continues it.
+        callbacks.append(EMAWeightAveraging(decay=spec.ema_decay))
     trainer = L.Trainer(max_steps=spec.steps, accelerator="auto", devices=1, gradient_clip_val=spec.grad_clip,
                         val_check_interval=spec.eval_every, check_val_every_n_epoch=None, logger=logger,
-                        callbacks=[checkpoints], log_every_n_steps=50, num_sanity_val_steps=0,
+                        callbacks=callbacks, log_every_n_steps=50, num_sanity_val_steps=0,
                         enable_model_summary=False, deterministic=False)
     last = out_dir / "checkpoints" / "last.ckpt"
     if last.exists():

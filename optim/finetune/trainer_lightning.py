@@ -31,11 +31,11 @@ def train_lightning(spec: FinetuneSpec, model, data: TrainingData, out_dir: Path
             return loss
 
         def validation_step(self, batch, batch_index):
-            """Validation runs once per check in `on_validation_epoch_end`; the loader is a one-item stub."""
-
-        def on_validation_epoch_end(self):
+            """COCO mAP over the whole val split, once per check (the val loader is a one-item stub). Here, not
+            at the epoch's end: the moving average is swapped in only between the epoch's start and end hooks
+            of the callbacks, and theirs run before the module's."""
             metrics = evaluate_pytorch(model, data.val)
-            self.log_dict({f"eval_{k}": v for k, v in metrics.items()}, prog_bar=False)
+            self.log_dict({f"eval_{k}": v for k, v in metrics.items()}, prog_bar=False, batch_size=1)
 
         def configure_optimizers(self):
             optimizer = torch.optim.AdamW(self.model.parameters(), lr=spec.lr, weight_decay=spec.weight_decay,

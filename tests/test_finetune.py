@@ -65,20 +65,17 @@ def test_moving_average_is_evaluated_exported_and_resumed(tmp_path, tiny_dataset
     assert run.returncode == 0, run.stderr[-3000:]
     out = tmp_path / "runs" / f"tiny-{trainer}"
     exported = load_file(str(out / "model" / "model.safetensors"))
-    if trainer == "transformers":
-        raw = [load_file(str(out / f"checkpoint-{step}" / "model.safetensors")) for step in (1, 2)]
-        assert (out / "checkpoint-2" / "ema.safetensors").is_file()
-    else:
-        checkpoint = torch.load(out / "checkpoints" / "last.ckpt", weights_only=False)
-        averaged, last = checkpoint["state_dict"], checkpoint["current_model_state"]
     name = "class_labels_classifier.weight"
     if trainer == "transformers":
-        first, second = (weights[f"detr.{name}"] for weights in raw)
+        assert (out / "checkpoint-2" / "ema.safetensors").is_file()
+        first, second = (load_file(str(out / f"checkpoint-{step}" / "model.safetensors"))[f"detr.{name}"]
+                         for step in (1, 2))
         assert not torch.equal(first, second)
         assert torch.allclose(exported[name], (first + second) / 2, atol=1e-7)
     else:
-        assert torch.allclose(exported[name], averaged[f"model.detr.{name}"])
-        assert not torch.allclose(exported[name], last[f"model.detr.{name}"])
+        checkpoint = torch.load(out / "checkpoints" / "last.ckpt", weights_only=False)
+        assert torch.allclose(exported[name], checkpoint["state_dict"][f"model.detr.{name}"])
+        assert not torch.allclose(exported[name], checkpoint["current_model_state"][f"model.detr.{name}"])
     resumed = _finetune(tmp_path, tiny_dataset_root, trainer, steps=4, extra="ema_decay: 0.5\n", save_every=1)
     assert resumed.returncode == 0 and "resuming from" in resumed.stdout, resumed.stderr[-3000:]
 
@@ -151,7 +148,6 @@ def test_training_runs_channels_last_with_the_loss_of_nchw(tiny_model):
         assert not conv.is_contiguous()
         assert torch.allclose(wrapped(pixel_values=batch["pixel_values"], labels=batch["labels"]).loss, nchw_loss,
                               rtol=1e-4)
-
 
 
 def test_loss_weights_of_the_spec_reach_detrs_matcher_and_loss():

@@ -34,6 +34,10 @@ class MovingAverage:
 
         self.average = AveragedModel(model, multi_avg_fn=get_ema_multi_avg_fn(decay), use_buffers=True)
 
+    def update(self, model: torch.nn.Module) -> None:
+        """Fold the model's current weights into the average."""
+        self.average.update_parameters(model)
+
     @property
     def model(self) -> torch.nn.Module:
         """The averaged copy of the model."""
@@ -61,7 +65,7 @@ def train_transformers(spec: FinetuneSpec, model, data: TrainingData, out_dir: P
 
     class UpdateAverage(TrainerCallback):
         def on_step_end(self, args, state, control, **kwargs):
-            average.average.update_parameters(kwargs["model"])
+            average.update(kwargs["model"])
 
     class DetrTrainer(Trainer):
         """Trainer whose evaluation is COCO mAP on the val split (DETR has no built-in metric), of the moving

@@ -172,3 +172,35 @@ def test_loss_weights_of_the_spec_reach_detrs_matcher_and_loss():
             terms = out.loss_dict
             expected = terms["loss_ce"] + 5 * terms["loss_bbox"] + giou_weight * terms["loss_giou"]
             assert terms["loss_giou"] > 0 and torch.allclose(out.loss, expected)
+
+
+def test_original_detr_init_redraws_the_transformer_and_queries_but_not_the_backbone():
+    """`weight_init: detr` (the default) gives the transformer Xavier-uniform matrices and the object queries
+    N(0, 1), as facebookresearch/detr does; `transformers` keeps Hugging Face's N(0, 0.02). The backbone is the
+    same draw either way."""
+    import math
+
+    import torch
+
+    from optim.finetune.common import build_model, seed_everything
+    from optim.finetune.spec import FinetuneSpec
+
+    labels = ["car", "truck", "person", "sign"]
+    models = {}
+    for scheme in ("detr", "transformers"):
+        seed_everything(0)
+        models[scheme] = build_model(FinetuneSpec(name="t", model={"arch": "tiny-detr", "weight_init": scheme}), labels)
+    assert FinetuneSpec(name="t").model.weight_init == "detr"
+    detr, hf = models["detr"], models["transformers"]
+    for (name, ours), theirs in zip(detr.model.backbone.state_dict().items(), hf.model.backbone.state_dict().values()):
+        assert torch.equal(ours, theirs), name
+    for stack in ("encoder", "decoder"):
+        for name, weight in getattr(detr.model, stack).named_parameters():
+            if weight.dim() > 1:
+                fan_out, fan_in = weight.shape
+                xavier_std = math.sqrt(2 / (fan_in + fan_out))
+                assert abs(weight.std().item() / xavier_std - 1) < 0.2, name
+                assert weight.abs().max().item() <= math.sqrt(3) * xavier_std + 1e-6, name
+                assert abs(getattr(hf.model, stack).get_parameter(name).std().item() - 0.02) < 0.005, name
+    assert abs(detr.model.query_position_embeddings.weight.std().item() - 1) < 0.2
+    assert hf.model.query_position_embeddings.weight.std().item() < 0.05

@@ -15,6 +15,7 @@ from optim.data.coco import CocoDetection, CocoFolder, collate_detection
 from optim.data.synthetic import ensure_dataset
 from optim.evaluation.evaluate import evaluate_pytorch
 from optim.finetune.spec import FinetuneSpec, LossWeightsSpec
+from optim.finetune.weight_init import init_like_original_detr
 from optim.models.architectures import ARCHITECTURES
 from optim.models.zoo import load_model
 
@@ -61,6 +62,8 @@ def build_model(spec: FinetuneSpec, label_names: list[str]):
     if spec.model.arch:
         config = ARCHITECTURES[spec.model.arch](num_labels=len(label_names))
         model = DetrForObjectDetection(config)
+        if spec.model.weight_init == "detr":
+            init_like_original_detr(model)
     else:
         model = load_model(spec.model.init).model
     model.config.id2label = dict(enumerate(label_names))

@@ -30,6 +30,10 @@ class FinetuneModelSpec(StrictModel):
 
     arch: Literal["synth-detr", "tiny-detr", "detr-r50"] | None = "synth-detr"
     init: str | None = None
+    weight_init: Literal["detr", "transformers"] = Field(
+        "detr", description="random weights of an `arch`: the original DETR's draw (Xavier transformer, N(0, 1) object "
+        "queries; leaves DETR's initial plateau thousands of steps sooner) or Hugging Face's (N(0, 0.02) everywhere); "
+        "see optim/finetune/weight_init.py")
 
     @model_validator(mode="before")
     @classmethod
@@ -42,6 +46,8 @@ class FinetuneModelSpec(StrictModel):
     def _one_source(self) -> FinetuneModelSpec:
         if (self.arch is None) == (self.init is None):
             raise ValueError("give exactly one of 'arch' (random init) or 'init' (a model to start from)")
+        if self.init is not None and "weight_init" in self.model_fields_set:
+            raise ValueError("'weight_init' draws the random weights of an 'arch'; a model given by 'init' keeps its own")
         return self
 
 

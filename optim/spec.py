@@ -79,7 +79,8 @@ class ProfileSpec(StrictModel):
     torch_profiler: bool = False
     pyinstrument: bool = False
     nvtx: bool = False
-    stages: bool = Field(True, description="per-stage latency breakdown (backbone/encoder/decoder/...)")
+    stages: bool = Field(False, description="per-stage latency breakdown (backbone/encoder/decoder/...); off by "
+                                           "default: it re-times every variant stage by stage")
 
 
 class QuantizeStep(StrictModel):

@@ -17,6 +17,8 @@ from optim.machine_load import MACHINE_SPEED
 from optim.models.zoo import load_model
 from optim.results import ResultStore, safe_child, write_json_atomic
 from optim.spec import ExperimentSpec, VariantSpec
+from optim.timing.peak import PEAK_TEXT, measure_peaks, share_of_peak
+from optim.timing.variant_latency import TIMING_TEXT
 from optim.variant import run_variant
 
 ACCURACY_TEXT = ("Accuracy: COCO box mAP@[.5:.95], mAP@.5, mAP@.75 and AP small/medium/large from pycocotools on "
@@ -40,6 +42,7 @@ def run_experiment(spec: ExperimentSpec, out_dir: Path | None = None, resume: bo
     torch_threads(spec.latency.threads)
     seed_everything(spec.seed)  # architecture-only entries get the same random weights in every run
     MACHINE_SPEED.calibrate(seconds=1.0)  # see the machine's fast state before timing anything
+    peaks = measure_peaks(spec.latency.threads)
     loaded = load_model(spec.model, trust_remote_code=spec.trust_remote_code)
     input_size = tuple(spec.input_size or loaded.default_input_size)
     data = ExperimentData(spec.data, input_size, spec.eval_batch_size)
@@ -64,7 +67,7 @@ def run_experiment(spec: ExperimentSpec, out_dir: Path | None = None, resume: bo
         if variant.name == spec.baseline_name and record["status"] == "ok":
             baseline_detections = detections_from_json(record["detections"])
         records.append(record)
-    results = _assemble(spec, loaded, input_size, data, records)
+    results = _assemble(spec, loaded, input_size, data, records, peaks)
     write_json_atomic(out_dir / "results.json", results)
     from optim.report.html import write_report
     from optim.report.tables import write_tables
@@ -103,8 +106,16 @@ def _print_summary(record: dict) -> None:
                f"({record['wall_seconds']} s)")
 
 
-def _assemble(spec: ExperimentSpec, loaded, input_size, data: ExperimentData, records: list[dict]) -> dict:
-    """results.json: spec, environment, how things were measured, and every variant (detections left out)."""
+def _assemble(spec: ExperimentSpec, loaded, input_size, data: ExperimentData, records: list[dict],
+              peaks: dict[str, float]) -> dict:
+    """results.json: spec, environment, how things were measured, the machine's matrix-product peaks, and every
+    variant (detections left out) with its batch-1 share of the peak of its precision."""
+    variants = [{k: v for k, v in r.items() if k != "detections"} for r in records]
+    for variant in variants:
+        first = next(iter(variant.get("latency") or {}), None)
+        if variant["status"] == "ok" and first is not None:
+            variant["peak_share"] = share_of_peak(variant["flops"], int(first), variant["latency"][first]["p50_ms"],
+                                                  variant["precision"], peaks)
     return {
         "experiment": spec.name, "description": spec.description, "baseline": spec.baseline_name,
         "generated_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
@@ -113,8 +124,11 @@ def _assemble(spec: ExperimentSpec, loaded, input_size, data: ExperimentData, re
                   "classes": int(loaded.model.config.num_labels)},
         "measurement": {"latency": METHOD_TEXT.format(warmup=spec.latency.warmup_iters, max_seconds=spec.latency.max_seconds,
                                                       steady_wait=spec.latency.steady_wait,
-                                                      max_iters=spec.latency.max_iters, min_iters=spec.latency.min_iters),
+                                                      max_iters=spec.latency.max_iters, min_iters=spec.latency.min_iters)
+                        + " " + TIMING_TEXT.format(seconds=spec.latency.reference_seconds,
+                                                   rounds=spec.latency.reference_rounds) + " " + PEAK_TEXT,
                         "accuracy": ACCURACY_TEXT.format(images=len(data.eval_set), split=spec.data.eval_split,
                                                          calibration=spec.data.calibration_split)},
-        "variants": [{k: v for k, v in r.items() if k != "detections"} for r in records],
+        "machine_peaks": peaks,
+        "variants": variants,
     }

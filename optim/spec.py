@@ -65,6 +65,13 @@ class LatencySpec(StrictModel):
     steady_wait: float = Field(2.0, ge=0, description="extra time, in multiples of max_seconds, spent waiting for "
                                                       "the machine's steady (fast) state when it is slow")
     threads: int | None = Field(None, ge=1, description="intra-op threads for every engine (default: all cores)")
+    isolate: bool = Field(True, description="time engines that run from a file (ONNX Runtime, OpenVINO) in a clean "
+                                            "worker process that loads only that engine")
+    reference: bool = Field(True, description="cross-check the first batch size against the engine's own benchmark "
+                                              "tool (benchmark_app, onnxruntime_test, torch.utils.benchmark)")
+    reference_rounds: int = Field(1, ge=1, le=7, description="lab and reference tool alternate this many times; "
+                                                            "the report shows the median ratio")
+    reference_seconds: float = Field(3.0, gt=0, le=600, description="how long each reference-tool run times")
 
     @model_validator(mode="after")
     def _bounds(self) -> LatencySpec:
@@ -133,6 +140,9 @@ class EngineSpec(StrictModel):
     providers: list[Literal["cpu", "cuda", "tensorrt"]] = Field(default_factory=lambda: ["cpu"])
     opset: int = Field(17, ge=13, le=21)
     cuda_graphs: bool = Field(False, description="pytorch on cuda: capture one CUDA graph per input shape, replay it")
+    openvino_source: Literal["pytorch", "onnx"] = Field("pytorch", description="openvino: convert straight from "
+                                                        "PyTorch (OpenVINO's documented path) or through the ONNX "
+                                                        "export")
 
     @model_validator(mode="after")
     def _device(self) -> EngineSpec:

@@ -21,6 +21,7 @@ from optim.evaluation.coco_eval import fidelity
 from optim.evaluation.postprocess import Detections
 from optim.latency import measure
 from optim.spec import ExperimentSpec, QuantizeStep, VariantSpec
+from optim.timing.variant_latency import measure_variant_latency
 
 
 @dataclass
@@ -113,11 +114,10 @@ def run_variant(variant: VariantSpec, spec: ExperimentSpec, data: ExperimentData
         accuracy["images"] = len(detections)
 
         synchronize = _synchronizer(variant)
-        latency = {}
-        for batch_size in tqdm(spec.batch_sizes, desc=f"{variant.name}: latency", unit="batch size", leave=False):
-            batch = data.example(batch_size)
-            latency[str(batch_size)] = measure(lambda batch=batch: engine.infer(batch), spec.latency, batch_size,
-                                               synchronize).as_dict()
+        tqdm.write(f"{variant.name}: timing")
+        latency, timing = measure_variant_latency(engine, build.artifact,
+                                                  {size: data.example(size) for size in spec.batch_sizes},
+                                                  spec.latency, synchronize, workdir)
         if on_gpu:  # TensorRT allocates its engine memory itself: its size is in the build notes
             peak_mib = torch.cuda.max_memory_allocated() / 2**20
             notes.append(f"peak CUDA memory allocated through PyTorch: {peak_mib:.0f} MiB")
@@ -138,7 +138,7 @@ def run_variant(variant: VariantSpec, spec: ExperimentSpec, data: ExperimentData
             "model_size_bytes": _artifact_size(build.artifact, model),
             "rss_mb": round(psutil.Process().memory_info().rss / 2**20, 1),
             "threads": spec.latency.threads or torch.get_num_threads(),
-            "params": stats["params"], "flops": stats["flops"], "stages": stages, "profile_files": profile_files or {},
+            "timing": timing, "params": stats["params"], "flops": stats["flops"], "stages": stages, "profile_files": profile_files or {},
             "notes": notes, "detections": detections_to_json(detections),
         }
         return VariantOutcome(record, detections)

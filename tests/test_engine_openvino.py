@@ -85,11 +85,15 @@ def _assert_close(outputs, reference, atol: dict[str, float]) -> None:
         np.testing.assert_allclose(got, want, rtol=0, atol=atol[name], err_msg=name)
 
 
-def _assert_close_relative(outputs, reference, max_of_std: float, mean_of_std: float | None = None) -> None:
+def _assert_close_relative(outputs, reference, max_of_std: float, mean_of_std: float | None = None,
+                           resolution: float = 0.0) -> None:
+    """Errors bounded relative to the FP32 outputs' spread, or by `resolution` x |value| where that is larger
+    (a float format cannot do better than its own rounding of the values)."""
     for name, got, want in zip(("logits", "pred_boxes"), outputs, reference):
         assert got.shape == want.shape and got.dtype == np.float32, name
         error, spread = np.abs(got - want), float(want.std())
-        assert error.max() <= max_of_std * spread, f"{name}: max error {error.max():.3g}, output std {spread:.3g}"
+        bound = max(max_of_std * spread, resolution * float(np.abs(want).max()))
+        assert error.max() <= bound, f"{name}: max error {error.max():.3g}, output std {spread:.3g}"
         if mean_of_std is not None:
             assert error.mean() <= mean_of_std * spread, f"{name}: mean error {error.mean():.3g}, std {spread:.3g}"
 
@@ -117,7 +121,7 @@ def test_dynamic_batch(fp32, tiny):
 
 def test_perf_counters(fp32, pixels):
     fp32.infer(pixels)
-    executed = [p for p in fp32.request.get_profiling_info() if p.status.name == "EXECUTED"]
+    executed = [p for p in fp32.request_for(pixels.shape).get_profiling_info() if p.status.name == "EXECUTED"]
     assert executed and any(p.node_type == "FullyConnected" for p in executed)
 
 
@@ -163,7 +167,10 @@ def test_float_cast_runs_only_where_supported(method, capability, tiny, tmp_path
         return
     engine = _build(tiny, tmp_path, step)
     assert set(executed_precisions(engine.compiled)) == {method.replace("fp", "f")}
-    _assert_close_relative(engine.infer(pixels), fp32.infer(pixels), BF16_MAX_OF_STD)
+    # The tiny model's boxes vary by ~1e-4 around ~0.5, below FP16's rounding there (2**-11 relative): on CPUs
+    # with FP16 (AVX512-FP16 / AMX-FP16) the bound is a few units of that rounding.
+    resolution = 4 * 2.0**-11 if method == "fp16" else 0.0
+    _assert_close_relative(engine.infer(pixels), fp32.infer(pixels), BF16_MAX_OF_STD, resolution=resolution)
     engine.close()
 
 

@@ -15,7 +15,7 @@ model: tiny-detr-arch
 data: {{dataset: synthetic, root: {root}, eval_split: test, eval_images: 8, calibration_split: val, calibration_images: 4}}
 batch_sizes: [1, 2]
 eval_batch_size: 4
-latency: {{warmup_iters: 1, min_iters: 3, max_iters: 10, max_seconds: 0.5, threads: 1}}
+latency: {{warmup_iters: 1, min_iters: 3, max_iters: 10, max_seconds: 0.5, threads: 1, reference_seconds: 0.5}}
 profile: {{stages: false}}
 output_dir: {out}
 variants:
@@ -59,7 +59,18 @@ def test_run_records_results_and_failures(first_run):
         assert set(variant["latency"]) == {"1", "2"} and variant["latency"]["1"]["p50_ms"] > 0
         assert 0 <= variant["accuracy"]["map"] <= 1 and variant["accuracy"]["images"] == 8
         assert variant["spec"]["name"] == name and variant["model_size_bytes"] > 0
-    # FP32 ONNX through OpenVINO reproduces the PyTorch detections.
+    # Engines that run from a file are timed in a clean worker process; each is cross-checked by its own tool.
+    timing = {name: status[name]["timing"] for name in ("pytorch-fp32", "onnxruntime-int8", "openvino-fp32")}
+    assert [t["timed"] for t in timing.values()] == ["in-process", "worker process", "worker process"]
+    assert [t["reference"]["tool"] for t in timing.values()] == ["torch.utils.benchmark", "onnxruntime_test",
+                                                                 "benchmark_app"]
+    for record in timing.values():
+        assert record["reference"]["reference_ms"] > 0 and record["reference"]["ratio"] > 0
+    assert set(results["machine_peaks"]) >= {"fp32", "int8"}
+    assert 0 < status["onnxruntime-int8"]["peak_share"]["share"] < 1
+    assert status["onnxruntime-int8"]["peak_share"]["peak_precision"] == "int8"
+    assert "Latency cross-check" in (out / "index.html").read_text()
+    # FP32 through OpenVINO reproduces the PyTorch detections.
     assert status["openvino-fp32"]["accuracy"]["fidelity"] == pytest.approx(1.0)
     assert status["openvino-fp32"]["accuracy"]["map"] == pytest.approx(status["pytorch-fp32"]["accuracy"]["map"], abs=1e-3)
     assert (out / "index.html").is_file() and (out / "results.csv").is_file()

@@ -58,3 +58,14 @@ class Engine(ABC):
 
     def close(self) -> None:
         """Release sessions and memory."""
+
+    def reload_options(self) -> dict | None:
+        """After `build`: what a fresh process needs, beside the artifact, to run exactly what this engine
+        runs (`load_artifact` takes it back), or None when what runs lives only in this process's memory
+        (PyTorch modules), so that it is timed in-process."""
+        return None
+
+    @classmethod
+    def load_artifact(cls, spec: EngineSpec, artifact: Path, options: dict) -> Engine:
+        """An engine ready to `infer`, loaded from a built artifact with `reload_options()`'s options."""
+        raise NotImplementedError(f"engine '{cls.kind}' runs from memory only")

@@ -109,6 +109,7 @@ class OnnxRuntimeEngine(Engine):
     kind = "onnxruntime"
     session = None
     model_path: Path | None = None
+    _reload: dict | None = None  # providers and threads of the built session, for a timing worker
 
     def build(self, model, quantize: QuantizeStep | None, context: BuildContext) -> BuildInfo:
         start = time.perf_counter()
@@ -138,6 +139,7 @@ class OnnxRuntimeEngine(Engine):
             notes.append("quantized ops: " + summary_text(path))
         self.model_path = path
         self.session = create_session(path, providers, context.threads)
+        self._reload = {"providers": providers, "threads": context.threads}
         return BuildInfo(build_seconds=time.perf_counter() - start, artifact=path, notes=notes)
 
     @staticmethod
@@ -162,6 +164,17 @@ class OnnxRuntimeEngine(Engine):
 
     def close(self) -> None:
         self.session = None
+
+    def reload_options(self) -> dict | None:
+        return self._reload
+
+    @classmethod
+    def load_artifact(cls, spec, artifact, options: dict) -> OnnxRuntimeEngine:
+        """A session on a saved ONNX file with the providers and threads it was measured with."""
+        engine = cls(spec)
+        engine.model_path = Path(artifact)
+        engine.session = create_session(engine.model_path, options["providers"], options["threads"])
+        return engine
 
 
 def summary_text(onnx_path: Path) -> str:

@@ -35,9 +35,11 @@ _SEPARATORS = re.compile(r"[/.:]+")
 
 def block_of_node(node_name: str) -> str | None:
     """The block of an exported graph node, from the module path the exporter put in its name
-    (ONNX: `/model/model/encoder/layers.0/fc1/MatMul`; OpenVINO keeps the same names). Positional
+    (ONNX: `/model/model/encoder/layers.0/fc1/MatMul`; OpenVINO keeps the same names; OpenVINO straight
+    from PyTorch: `__module.model.model.encoder.layers.0.fc1/aten::linear/MatMul`). Positional
     encodings and the backbone's mask interpolation count as backbone; anything else is None."""
     path = ".".join(part for part in _SEPARATORS.split(node_name) if part)
+    path = re.sub(r"^__module\.", "", path)  # OpenVINO's PyTorch frontend: `__module.model.model.encoder...`
     path = re.sub(r"^(model\.)?(?=model\.|class_labels_classifier|bbox_predictor)", "", path)
     for block, prefixes in BLOCK_PREFIXES.items():
         if any(path == p or path.startswith(p + ".") for p in prefixes):

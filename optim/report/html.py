@@ -11,6 +11,7 @@ from pathlib import Path
 
 from optim.machine_load import BUSY_WARNING
 from optim.report import fmt
+from optim.report.agreement_html import agreement_section
 from optim.report.fmt import DASH, e
 from optim.report.summary import (
     compare_batch,
@@ -367,6 +368,7 @@ def render_report(results: dict, out_dir: Path | None = None) -> str:
 {_summary(results, baseline, batch, frontier)}
 {_tradeoff(data)}
 {_distributions(results, batch)}
+{agreement_section(results)}
 {stages_html}
 {_variants(results, scale, out_dir)}
 {_method(results)}

@@ -11,8 +11,10 @@ LATENCY_FIELDS = ["p50_ms", "p90_ms", "p99_ms", "mean_ms", "std_ms", "min_ms", "
 ACCURACY_FIELDS = ["map", "map_50", "map_75", "map_small", "map_medium", "map_large", "fidelity", "images"]
 VARIANT_FIELDS = ["build_seconds", "first_inference_ms", "model_size_bytes", "peak_rss_mb", "rss_mb", "threads",
                   "params", "flops"]
+CHECK_FIELDS = ["timed_in", "reference_tool", "reference_ms", "lab_over_reference", "share_of_peak"]
 FIELDS = (["experiment", "variant", "status", "error", "baseline", "engine", "precision", "batch_size"]
-          + LATENCY_FIELDS + ["speedup_vs_baseline"] + ACCURACY_FIELDS + ["delta_map_points"] + VARIANT_FIELDS)
+          + LATENCY_FIELDS + ["speedup_vs_baseline"] + ACCURACY_FIELDS + ["delta_map_points"] + VARIANT_FIELDS
+          + CHECK_FIELDS)
 
 
 def _rows(results: dict) -> list[dict]:
@@ -31,6 +33,7 @@ def _rows(results: dict) -> list[dict]:
             **{key: accuracy.get(key) for key in ACCURACY_FIELDS},
             "delta_map_points": _round(delta_points(variant, baseline)) if is_ok(variant) else None,
             **{key: variant.get(key) for key in VARIANT_FIELDS},
+            **_cross_check(variant),
         }
         latency = latency_by_batch(variant)
         if not latency:  # failed, or accuracy-only: still one row so every variant is listed
@@ -39,6 +42,15 @@ def _rows(results: dict) -> list[dict]:
             rows.append({**common, "batch_size": batch, **{key: record.get(key) for key in LATENCY_FIELDS},
                          "speedup_vs_baseline": _round(speedup(variant, baseline, batch))})
     return rows
+
+
+def _cross_check(variant: dict) -> dict:
+    """Where the variant was timed, its reference tool's batch-1 figure and ratio, and its share of peak."""
+    timing = variant.get("timing") or {}
+    reference = timing.get("reference") or {}
+    return {"timed_in": timing.get("timed"), "reference_tool": reference.get("tool"),
+            "reference_ms": _round(reference.get("reference_ms")), "lab_over_reference": reference.get("ratio"),
+            "share_of_peak": (variant.get("peak_share") or {}).get("share")}
 
 
 def _round(value: float | None) -> float | None:

@@ -1,0 +1,53 @@
+"""`python -m optim.timing.worker REQUEST.json RESULT.json`: time one built artifact in this clean process.
+
+The process loads only the engine that runs the artifact, so no other runtime's thread pool (ONNX Runtime
+sessions of the parity check, PyTorch's pool after evaluation, an earlier variant's OpenVINO streams) shares
+the cores while it is timed. The request names the engine spec, the artifact and its reload options, the
+latency settings and one preprocessed input batch (.npy) per batch size; the result is one LatencyStats
+dict per batch size (see optim.latency).
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+
+import numpy as np
+
+
+def time_artifact(request: dict) -> dict[str, dict]:
+    """LatencyStats (as dicts) per batch size for the artifact described by `request`."""
+    import torch
+
+    from optim.engines.registry import create_engine
+    from optim.latency import measure
+    from optim.machine_load import MACHINE_SPEED
+    from optim.spec import EngineSpec, LatencySpec
+
+    if request["threads"]:
+        torch.set_num_threads(request["threads"])  # the speed probe's pool; engines take threads from options
+    spec = EngineSpec.model_validate(request["engine"])
+    engine_class = type(create_engine(spec))
+    engine = engine_class.load_artifact(spec, Path(request["artifact"]), request["options"])
+    latency = LatencySpec.model_validate(request["latency"])
+    MACHINE_SPEED.calibrate(seconds=1.0)  # see the machine's fast state before timing anything
+    results = {}
+    try:
+        for batch_size, path in request["inputs"].items():
+            batch = np.load(path)
+            results[batch_size] = measure(lambda batch=batch: engine.infer(batch), latency, int(batch_size)).as_dict()
+    finally:
+        engine.close()
+    return results
+
+
+def main(argv: list[str] | None = None) -> int:
+    request_path, result_path = argv or sys.argv[1:]
+    request = json.loads(Path(request_path).read_text())
+    Path(result_path).write_text(json.dumps(time_artifact(request)))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -7,7 +7,11 @@ To add a command, add one line to COMMANDS: its name, the module whose `main(arg
 
 from __future__ import annotations
 
+import contextlib
 import importlib
+import io
+import os
+from collections.abc import Iterator
 from importlib.metadata import PackageNotFoundError, version
 
 import click
@@ -56,3 +60,28 @@ def cli() -> None:
 
 for _name, (_module, _summary) in COMMANDS.items():
     cli.add_command(_command(_name, _module, _summary))
+
+
+@contextlib.contextmanager
+def _columns(width: int) -> Iterator[None]:
+    """argparse wraps help to $COLUMNS: fix it, so that generated help does not depend on the terminal."""
+    before = os.environ.get("COLUMNS")
+    os.environ["COLUMNS"] = str(width)
+    try:
+        yield
+    finally:
+        if before is None:
+            del os.environ["COLUMNS"]
+        else:
+            os.environ["COLUMNS"] = before
+
+
+def command_help(name: str | None = None, width: int = 100) -> str:
+    """What `detr-lab [NAME] --help` prints (the manual's command-line reference is made of these)."""
+    if name is None:
+        return cli.get_help(click.Context(cli, info_name="detr-lab", terminal_width=width, max_content_width=width))
+    main = importlib.import_module(COMMANDS[name][0]).main
+    out = io.StringIO()
+    with _columns(width), contextlib.redirect_stdout(out), contextlib.suppress(SystemExit):
+        main(["--help"], prog=f"detr-lab {name}")
+    return out.getvalue()

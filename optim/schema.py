@@ -20,6 +20,7 @@ from pydantic import BaseModel
 from optim.cli import run_cli
 from optim.errors import OptimError
 from optim.finetune.spec import FinetuneSpec
+from optim.reference import FIELD_NOTES
 from optim.spec import ExperimentSpec
 
 DEFAULT_DIR = Path("schemas")
@@ -30,9 +31,19 @@ SCHEMAS: dict[str, type[BaseModel]] = {
 }
 
 
+def _describe(schema: dict) -> None:
+    """Give every property without a description its FIELD_NOTES entry (what the manual's reference shows)."""
+    for definition in [schema, *schema.get("$defs", {}).values()]:
+        for name, prop in definition.get("properties", {}).items():
+            note = FIELD_NOTES.get(f"{definition['title']}.{name}")
+            if note and "description" not in prop:
+                prop["description"] = note
+
+
 def spec_schema(model: type[BaseModel]) -> dict:
     """The JSON Schema (draft 2020-12) of a spec model; `name` is optional (the loader defaults it to the file stem)."""
     schema = model.model_json_schema()
+    _describe(schema)
     schema["required"] = [field for field in schema.get("required", []) if field != "name"]
     if not schema["required"]:
         del schema["required"]

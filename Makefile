@@ -34,7 +34,7 @@ test: setup chromium
 
 # The manual: site/index.html (strict: a broken link or a stale reference fails the build)
 docs: setup
-	$(PY) -m mkdocs build --strict
+	NO_MKDOCS_2_WARNING=1 $(PY) -m mkdocs build --strict
 
 # JSON Schemas of the specs (schemas/), from the pydantic models
 schema: setup

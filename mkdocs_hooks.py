@@ -42,9 +42,10 @@ def spec_page(kind: str) -> str:
 def cli_page() -> str:
     from optim.commands import COMMANDS, command_help
 
-    parts = [GENERATED_NOTE.format(source="optim/commands.py"), "# Command-line reference\n\n",
-             "`detr-lab` is installed with the package; every command is also `python -m <module>` with the same "
-             "options. This page is what `--help` prints.\n\n```text\n", command_help().rstrip() + "\n", "```\n"]
+    intro = ("`detr-lab` is installed with the package; every command is also `python -m <module>` with the same "
+             "options. This page is what `--help` prints.\n\n")
+    parts = [GENERATED_NOTE.format(source="optim/commands.py"), "# Command-line reference\n\n", intro,
+             "```text\n", command_help().rstrip() + "\n", "```\n"]
     for name, (module, summary) in COMMANDS.items():
         parts += [f"\n## detr-lab {name}\n\n{summary} Also: `python -m {module.removesuffix('.__main__')}`.\n\n",
                   "```text\n", command_help(name).rstrip() + "\n", "```\n"]
@@ -52,10 +53,10 @@ def cli_page() -> str:
 
 
 def examples_page() -> str:
-    parts = [GENERATED_NOTE.format(source="experiments/*.yaml"), "# Example specs\n\n",
-             "The specs under `experiments/`, as committed. Every one is validated by the tests, against the "
+    intro = ("The specs under `experiments/`, as committed. Every one is validated by the tests, against the "
              "pydantic models and against its JSON Schema. Run one with `detr-lab run experiments/<name>.yaml` "
-             "(fine-tuning specs: `detr-lab finetune`).\n"]
+             "(fine-tuning specs: `detr-lab finetune`).\n")
+    parts = [GENERATED_NOTE.format(source="experiments/*.yaml"), "# Example specs\n\n", intro]
     for path in sorted((ROOT / "experiments").glob("*.yaml")):
         parts.append(f"\n## {path.stem}\n\n```yaml\n{path.read_text()}```\n")
     return "".join(parts)

@@ -90,3 +90,14 @@ def test_manual_builds_in_strict_mode(tmp_path):
         assert (site / page).is_file(), page
     spec_page = (site / "reference/spec/index.html").read_text()
     assert "calibration_images" in spec_page and "accuracy_tolerance" in spec_page
+
+
+def test_readme_is_a_front_page_whose_links_resolve():
+    readme = (ROOT / "README.md").read_text()
+    assert len(readme.splitlines()) < 250
+    assert "make run " in readme and "make test " in readme
+    links = re.findall(r"\]\(([^)#]+)(?:#[^)]*)?\)", readme)
+    assert len(links) > 10
+    for link in links:
+        if not link.startswith(("http://", "https://")):
+            assert (ROOT / link).exists(), f"README links to missing {link}"

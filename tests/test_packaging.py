@@ -38,7 +38,7 @@ def test_wheel_ships_weights_not_training_logs(tmp_path):
     for shipped in ("model.safetensors", "config.json", "optim.json", "metrics.json", "README.md"):
         assert card + shipped in names, f"{shipped} missing from the wheel"
     assert not [n for n in names if n.endswith(".csv")], "training logs belong in docs/training-logs/, not the wheel"
-    assert "optim/report/report.css" in names and any(n.startswith("detr_optim_lab") for n in names)
+    assert "optim/report/report.css" in names and "optim/report/templates/report.html" in names and any(n.startswith("detr_optim_lab") for n in names)
 
     weights = sum(f.stat().st_size for f in WEIGHTS.rglob("*.safetensors"))
     assert wheel.stat().st_size <= weights + 1_000_000, f"wheel {wheel.stat().st_size} B > weights {weights} B + 1 MB"

@@ -90,6 +90,8 @@ def test_manual_builds_in_strict_mode(tmp_path):
         assert (site / page).is_file(), page
     spec_page = (site / "reference/spec/index.html").read_text()
     assert "calibration_images" in spec_page and "accuracy_tolerance" in spec_page
+    for page in site.rglob("*.html"):  # offline: no font, script, style or image from the network
+        assert not re.search(r"<(?:script|img|link)\b[^>]*(?:src|href)=\"(?:https?:)?//", page.read_text()), page
 
 
 def test_readme_is_a_front_page_whose_links_resolve():

@@ -6,7 +6,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 SPEC ?= experiments/int8.yaml
 
-.PHONY: setup run test validate bench chromium clean-reports
+.PHONY: setup run test validate bench chromium clean-reports docs schema
 
 setup: $(VENV)/.installed
 
@@ -14,7 +14,7 @@ $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip
 	$(PY) -m pip install -q torch==2.13.0
-	$(PY) -m pip install -q -e ".[cpu-all,inc,dev]"
+	$(PY) -m pip install -q -e ".[cpu-all,inc,dev,docs]"
 	touch $@
 
 run: setup
@@ -31,6 +31,14 @@ chromium:
 
 test: setup chromium
 	$(PY) -m pytest tests -q
+
+# The manual: site/index.html (strict: a broken link or a stale reference fails the build)
+docs: setup
+	NO_MKDOCS_2_WARNING=1 $(PY) -m mkdocs build --strict
+
+# JSON Schemas of the specs (schemas/), from the pydantic models
+schema: setup
+	$(PY) -m optim.schema
 
 bench: setup
 	$(PY) -m pytest benchmarks -q --benchmark-autosave

@@ -231,8 +231,8 @@ def format_table(comparison: Comparison) -> str:
     return "\n".join(line.rstrip() for line in text)
 
 
-def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m optim.compare", description=__doc__,
+def main(argv: list[str] | None = None, prog: str = "python -m optim.compare") -> int:
+    parser = argparse.ArgumentParser(prog=prog, description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("runs", type=Path, nargs="+", metavar="RUN",
                         help="reference run(s) then the new run: report folders or results.json files")

@@ -10,13 +10,13 @@ from optim.spec import ExperimentSpec
 from optim.spec_loading import load_spec
 
 
-def main() -> int:
-    parser = argparse.ArgumentParser(prog="python -m optim.run", description=__doc__)
+def main(argv: list[str] | None = None, prog: str = "python -m optim.run") -> int:
+    parser = argparse.ArgumentParser(prog=prog, description=__doc__)
     parser.add_argument("spec", type=Path, help="experiment spec (YAML)")
     parser.add_argument("--out", type=Path, help="output folder (default: <output_dir>/<name> from the spec)")
     parser.add_argument("--fresh", action="store_true", help="measure every variant again (default: resume)")
     parser.add_argument("--only", nargs="+", metavar="VARIANT", help="run only these variants (plus the baseline)")
-    args = parser.parse_args()
+    args = parser.parse_args(argv)
     spec = load_spec(args.spec, ExperimentSpec, defaults={"name": args.spec.stem})
     unknown = set(args.only or []) - {v.name for v in spec.all_variants()}
     if unknown:

@@ -26,7 +26,7 @@ def read_yaml(path: Path) -> dict:
         raise OptimError(f"invalid YAML{where}: {getattr(error, 'problem', error)}", path=path,
                          fix="fix the YAML syntax (indentation, colons, quotes)") from error
     if not isinstance(data, dict):
-        raise OptimError("a spec must be a YAML mapping (key: value)", path=path, fix="see README, 'Spec reference'")
+        raise OptimError("a spec must be a YAML mapping (key: value)", path=path, fix="see the manual's spec reference (docs/spec.md)")
     return data
 
 
@@ -37,7 +37,7 @@ def format_validation_error(error: ValidationError, path: Path) -> str:
         field = ".".join(str(part) for part in problem["loc"]) or "(top level)"
         message = problem["msg"]
         if problem["type"] == "extra_forbidden":
-            message = "unknown key (typo?); remove it or see README, 'Spec reference'"
+            message = "unknown key (typo?); remove it or see the manual's spec reference (docs/spec.md)"
         elif problem["type"] in ("literal_error", "union_tag_invalid"):
             message = f"{message}"
         lines.append(f"{path}: field '{field}': {message}")

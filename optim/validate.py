@@ -30,10 +30,10 @@ def validate_file(path: Path) -> str:
     return f"experiment '{spec.name}': {len(spec.all_variants())} variants, baseline '{spec.baseline_name}'"
 
 
-def main() -> int:
-    parser = argparse.ArgumentParser(prog="python -m optim.validate", description=__doc__)
+def main(argv: list[str] | None = None, prog: str = "python -m optim.validate") -> int:
+    parser = argparse.ArgumentParser(prog=prog, description=__doc__)
     parser.add_argument("paths", nargs="+", type=Path)
-    args = parser.parse_args()
+    args = parser.parse_args(argv)
     failures = 0
     for path in spec_files(args.paths):
         try:

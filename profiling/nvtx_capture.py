@@ -60,8 +60,8 @@ def capture(model_name: str, device_name: str, iterations: int, warmup: int) -> 
     return stages_ms
 
 
-def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m profiling.nvtx_capture", description=__doc__,
+def main(argv: list[str] | None = None, prog: str = "python -m profiling.nvtx_capture") -> int:
+    parser = argparse.ArgumentParser(prog=prog, description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--model", default="synth-detr", help="zoo name, *-arch entry or model folder")
     parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")

@@ -87,8 +87,8 @@ def format_overhead(result: dict) -> str:
     return "\n".join(lines)
 
 
-def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m profiling.overhead", description=__doc__,
+def main(argv: list[str] | None = None, prog: str = "python -m profiling.overhead") -> int:
+    parser = argparse.ArgumentParser(prog=prog, description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--model", default="synth-detr", help="zoo name, *-arch entry or model folder")
     parser.add_argument("--rounds", type=int, default=20)

@@ -4,11 +4,11 @@ from __future__ import annotations
 
 import copy
 import csv
-import html
 import json
 import re
 
 import pytest
+from markupsafe import escape  # the escaping of the report's templates (Jinja2 autoescape)
 
 from optim.report import pareto_frontier, write_report, write_tables
 from optim.report.demo import demo_results
@@ -59,7 +59,7 @@ def test_page_lists_every_variant_and_failure_reason(results, tmp_path):
     for variant in results["variants"]:
         assert variant["name"] in page
     failed = next(v for v in results["variants"] if v["status"] == "failed")
-    assert html.escape(failed["error"]) in page
+    assert escape(failed["error"]) in page
     assert 'data-failed="1"' in page  # the failed variant has its own summary row
     assert "random weights" not in page  # trained model: no warning banner
 
@@ -88,7 +88,7 @@ def test_user_strings_are_escaped(results, tmp_path):
     assert "<script>alert" not in page
     assert "<img src=x" not in page
     assert "&lt;script&gt;alert(1)&lt;/script&gt;" in page
-    assert "bad &lt;img src=x onerror=&quot;alert(2)&quot;&gt; &amp; worse" in page
+    assert "bad &lt;img src=x onerror=&#34;alert(2)&#34;&gt; &amp; worse" in page
     # the JSON block cannot be closed early by a name, and still decodes to the original name
     assert XSS_NAME in [p["name"] for p in _embedded_data(page)["points"]]
     assert page.count("<script") == 2  # the data block and the page's own script, nothing injected
@@ -170,9 +170,22 @@ def test_figures_timed_while_the_machine_was_slow_are_called_out(results, tmp_pa
         for record in (variant.get("latency") or {}).values():
             record.update(background_cpu=0.0, probe_ms=0.57, steady=True, steady_fraction=0.8)
     page = write_report(results, tmp_path).read_text()
-    assert "On average 20% of a figure&#x27;s timed iterations ran with the machine in a slower state" in page
+    assert escape("On average 20% of a figure's timed iterations ran with the machine in a slower state") in page
     assert "Timed while the machine was slow" not in page
     record = results["variants"][1]["latency"]["1"]
     record.update(steady=False, steady_fraction=0.0, probe_ms=0.7)
     page = write_report(results, tmp_path).read_text()
     assert "Timed while the machine was slow" in page and f"{results['variants'][1]['name']} @bs1" in page
+
+
+def test_summary_columns_are_data(results, monkeypatch):
+    """A column added to SUMMARY_COLUMNS shows in the header and in every successful variant's row."""
+    from optim.report import html as report_html
+    from optim.report.cells import Cell, Column
+
+    extra = report_html.SummaryColumn(Column("Energy", "J/img", "num"), lambda row: Cell("4.2", sort="4.2"))
+    monkeypatch.setattr(report_html, "SUMMARY_COLUMNS", [*report_html.SUMMARY_COLUMNS, extra])
+    page = report_html.render_report(results)
+    assert "Energy<br><small>J/img</small>" in page
+    assert page.count('data-v="4.2">4.2</td>') == len(_ok_names(results))
+    assert f'colspan="{len(report_html.SUMMARY_COLUMNS)}"' in page  # a failed row spans every figure column

@@ -219,8 +219,8 @@ def ensure_dataset(out_dir: Path, splits: tuple[str, ...] = ("train", "val", "te
     return out_dir
 
 
-def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+def main(argv: list[str] | None = None, prog: str = "python -m optim.data.synthetic") -> int:
+    parser = argparse.ArgumentParser(prog=prog, description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--out", type=Path, default=Path("data/synthetic"), help="output folder")
     parser.add_argument("--splits", nargs="+", default=["train", "val", "test"])
     parser.add_argument("--seed", type=int, default=0)

@@ -10,14 +10,14 @@ from pathlib import Path
 from optim.cli import run_cli
 
 
-def main() -> int:
-    parser = argparse.ArgumentParser(prog="python -m optim.evaluation", description=__doc__)
+def main(argv: list[str] | None = None, prog: str = "python -m optim.evaluation") -> int:
+    parser = argparse.ArgumentParser(prog=prog, description=__doc__)
     parser.add_argument("model", help="zoo name, local save_pretrained folder or hub id")
     parser.add_argument("--root", type=Path, default=Path("data/synthetic"), help="COCO folder")
     parser.add_argument("--split", default="test")
     parser.add_argument("--generate", action="store_true", help="generate the synthetic split at --root if missing")
     parser.add_argument("--input-size", type=int, nargs=2, metavar=("H", "W"), help="default: the model's own")
-    args = parser.parse_args()
+    args = parser.parse_args(argv)
 
     from optim.data.coco import CocoDetection, CocoFolder
     from optim.data.synthetic import ensure_dataset

@@ -11,12 +11,12 @@ from optim.finetune.spec import FinetuneSpec
 from optim.spec_loading import load_spec
 
 
-def main() -> int:
-    parser = argparse.ArgumentParser(prog="python -m optim.finetune", description=__doc__)
+def main(argv: list[str] | None = None, prog: str = "python -m optim.finetune") -> int:
+    parser = argparse.ArgumentParser(prog=prog, description=__doc__)
     parser.add_argument("spec", type=Path)
     parser.add_argument("--steps", type=int, help="override the spec's step count (e.g. a smoke run)")
     parser.add_argument("--output-dir", type=Path, help="override the spec's output_dir")
-    args = parser.parse_args()
+    args = parser.parse_args(argv)
     spec = load_spec(args.spec, FinetuneSpec, defaults={"name": args.spec.stem})
     overrides = {k: v for k, v in {"steps": args.steps, "output_dir": args.output_dir}.items() if v is not None}
     spec = spec.model_copy(update=overrides)

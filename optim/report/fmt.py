@@ -1,11 +1,10 @@
-"""Number formatting and HTML escaping for the report: one place so every table reads the same.
-Every function returns escaped HTML text; "—" stands for "not measured"."""
+"""Number formatting for the report: one place so every table reads the same. Functions return plain text (the
+templates escape it); "—" stands for "not measured"."""
 
 from __future__ import annotations
 
 import json
 import re
-from html import escape
 from pathlib import Path
 from typing import Any
 from urllib.parse import quote
@@ -14,11 +13,6 @@ from optim.report.summary import measured
 
 DASH = "—"
 _SCHEME = re.compile(r"^[A-Za-z][A-Za-z0-9+.-]*:")
-
-
-def e(value: Any) -> str:
-    """Any value as escaped HTML text (None -> empty)."""
-    return "" if value is None else escape(str(value), quote=True)
 
 
 def ms(value: Any) -> str:
@@ -90,9 +84,9 @@ def seconds(value: Any) -> str:
     return DASH if value is None else f"{value:,.1f} s"
 
 
-def pretty_json(value: Any) -> str:
-    """Indented JSON, escaped for a <pre>."""
-    return e(json.dumps(value, indent=2, sort_keys=False, default=str))
+def json_text(value: Any) -> str:
+    """Indented JSON, for a <pre> (the template escapes it)."""
+    return json.dumps(value, indent=2, sort_keys=False, default=str)
 
 
 def script_json(value: Any) -> str:

@@ -1,12 +1,15 @@
-"""The per-variant section of the report: figures, latency per batch, stage breakdown, top ops,
-INT8 coverage, profiler links, notes and the variant's spec."""
+"""The per-variant section of the report, as data for templates/variant.html: figures, latency per batch, stage
+breakdown, top ops, INT8 coverage, profiler links, notes and the variant's spec."""
 
 from __future__ import annotations
 
 from pathlib import Path
 
+from markupsafe import Markup
+
 from optim.report import fmt
-from optim.report.fmt import DASH, e
+from optim.report.cells import Cell, Column, Table
+from optim.report.fmt import DASH
 from optim.report.summary import is_ok, latency_by_batch, measured
 from optim.report.svg import stage_bars
 
@@ -15,6 +18,18 @@ STEP_DETAILS = {  # the few fields that tell steps apart at a glance; the rest i
     "distill": ("teacher", "steps"),
     "quantize": ("calibration", "per_channel", "keep_float"),
 }
+# The latency table: one column per entry (header, cell text of a batch's latency record).
+LATENCY_COLUMNS: list[tuple[Column, object]] = [
+    (Column("batch"), lambda batch, r: batch),
+    (Column("p50 ms"), lambda batch, r: fmt.ms(r.get("p50_ms"))),
+    (Column("p90 ms"), lambda batch, r: fmt.ms(r.get("p90_ms"))),
+    (Column("p99 ms"), lambda batch, r: fmt.ms(r.get("p99_ms"))),
+    (Column("mean ± std ms"), lambda batch, r: f"{fmt.ms(r.get('mean_ms'))} ± {fmt.ms(r.get('std_ms'))}"),
+    (Column("min ms"), lambda batch, r: fmt.ms(r.get("min_ms"))),
+    (Column("images/s"), lambda batch, r: fmt.ms(r.get("throughput_ips"))),
+    (Column("iterations"), lambda batch, r: r.get("iters", DASH)),
+]
+TOP_OP_COLUMNS = [Column("node"), Column("op"), Column("stage"), Column("ms"), Column("share"), Column("precision")]
 
 
 def anchor(index: int) -> str:
@@ -22,31 +37,22 @@ def anchor(index: int) -> str:
     return f"variant-{index}"
 
 
-def precision_badge(precision: str | None) -> str:
-    """A colored pill for fp32 / fp16 / bf16 / int8 / fp8."""
-    text = precision or "?"
-    return f'<span class="badge prec-{e(text.lower())}">{e(text)}</span>'
-
-
-def _steps(variant: dict) -> str:
-    chips = []
+def _steps(variant: dict) -> list[dict]:
+    steps = []
     for step in variant.get("steps") or []:
         kind = step.get("kind", "?")
         details = [f"{key}={step[key]}" for key in STEP_DETAILS.get(kind, ()) if step.get(key) not in (None, [], 0)]
-        chips.append(f'<span class="step step-{e(kind)}"><b>{e(kind)}</b> {e(step.get("method", ""))}'
-                     f'{"<small>" + e(", ".join(details)) + "</small>" if details else ""}</span>')
-    device = f" · {e(variant['device'])}" if variant.get("device") else ""
-    engine = f'<span class="step step-engine"><b>engine</b> {e(variant.get("engine"))}{device}</span>'
-    return '<div class="chain">' + '<span class="arrow">→</span>'.join(chips + [engine]) + "</div>"
+        steps.append({"kind": kind, "method": step.get("method", ""), "details": ", ".join(details)})
+    return steps
 
 
-def _facts(variant: dict) -> str:
+def _facts(variant: dict) -> list[tuple[str, object]]:
     accuracy = variant.get("accuracy") or {}
-    items = [
+    return [
         ("mAP@[.5:.95]", fmt.ap(accuracy.get("map"))), ("mAP@.5", fmt.ap(accuracy.get("map_50"))),
         ("mAP@.75", fmt.ap(accuracy.get("map_75"))),
         ("mAP S / M / L", " / ".join(fmt.ap(accuracy.get(k)) for k in ("map_small", "map_medium", "map_large"))),
-        ("fidelity", fmt.percent(accuracy.get("fidelity"))), ("eval images", e(accuracy.get("images", DASH))),
+        ("fidelity", fmt.percent(accuracy.get("fidelity"))), ("eval images", accuracy.get("images", DASH)),
         ("build", fmt.seconds(variant.get("build_seconds"))),
         ("first inference", fmt.ms(variant.get("first_inference_ms")) + " ms"),
         ("size on disk", fmt.megabytes(variant.get("model_size_bytes")) + " MB"),
@@ -54,102 +60,64 @@ def _facts(variant: dict) -> str:
         ("peak RSS" if variant.get("peak_rss_mb") is not None else "RSS after run",
          fmt.ms(variant.get("peak_rss_mb", variant.get("rss_mb"))) + " MB"),
         ("params", fmt.count(variant.get("params"))), ("FLOPs / image", fmt.count(variant.get("flops"))),
-        ("threads", e(variant.get("threads", DASH))),
+        ("threads", variant.get("threads", DASH)),
     ]
-    cells = "".join(f'<div class="fact"><span>{label}</span><b>{value}</b></div>' for label, value in items)
-    return f'<div class="facts">{cells}</div>'
 
 
-def _latency_table(variant: dict) -> str:
+def _latency_table(variant: dict) -> Table | None:
     latency = latency_by_batch(variant)
     if not latency:
-        return '<p class="muted">Latency was not measured.</p>'
-    rows = "".join(
-        f"<tr><td>{batch}</td><td>{fmt.ms(r.get('p50_ms'))}</td><td>{fmt.ms(r.get('p90_ms'))}</td>"
-        f"<td>{fmt.ms(r.get('p99_ms'))}</td><td>{fmt.ms(r.get('mean_ms'))} ± {fmt.ms(r.get('std_ms'))}</td>"
-        f"<td>{fmt.ms(r.get('min_ms'))}</td><td>{fmt.ms(r.get('throughput_ips'))}</td>"
-        f"<td>{e(r.get('iters', DASH))}</td></tr>"
-        for batch, r in latency.items())
-    return ('<table class="data compact"><thead><tr><th>batch</th><th>p50 ms</th><th>p90 ms</th><th>p99 ms</th>'
-            '<th>mean ± std ms</th><th>min ms</th><th>images/s</th><th>iterations</th></tr></thead>'
-            f"<tbody>{rows}</tbody></table>")
+        return None
+    return Table([column for column, _ in LATENCY_COLUMNS],
+                 [[Cell(text(batch, record)) for _, text in LATENCY_COLUMNS] for batch, record in latency.items()])
 
 
-def _op_coverage(stages: dict, precision: str | None) -> str:
+def _op_coverage(stages: dict, precision: str | None) -> dict | None:
     int8, floating = measured(stages.get("int8_ops")), measured(stages.get("float_ops"))
-    parts = []
-    if precision == "int8" or int8:  # an op count of a float model says nothing
-        int8, floating = int8 or 0, floating or 0
-        share = int8 / (int8 + floating) if int8 + floating else 0.0
-        parts.append(f'<div class="coverage"><div class="coverage-bar"><i style="width:{share * 100:.1f}%"></i></div>'
-                     f"<span><b>{int8:.0f}</b> INT8 ops · <b>{floating:.0f}</b> float ops "
-                     f"({share * 100:.0f}% INT8)</span></div>")
-    if stages.get("fallback_warning"):
-        parts.append(f'<div class="callout warn"><b>Float fallback.</b> {e(stages["fallback_warning"])}</div>')
-    return "".join(parts)
+    if not (precision == "int8" or int8):  # an op count of a float model says nothing
+        return None
+    int8, floating = int8 or 0, floating or 0
+    return {"int8": int8, "float": floating, "share": int8 / (int8 + floating) if int8 + floating else 0.0}
 
 
-def _top_ops(stages: dict) -> str:
+def _top_ops(stages: dict) -> Table | None:
     ops = stages.get("top_ops") or []
     if not ops:
-        return ""
+        return None
     total = measured(stages.get("total_ms"))
     share = lambda op: fmt.percent(measured(op.get("ms")) / total) if total and measured(op.get("ms")) else DASH
-    rows = "".join(
-        f"<tr><td class=\"mono\">{e(op.get('name'))}</td><td>{e(op.get('op'))}</td><td>{e(op.get('stage'))}</td>"
-        f"<td>{fmt.ms(op.get('ms'))}</td><td>{share(op)}</td>"
-        f"<td>{precision_badge(op.get('precision')) if op.get('precision') else DASH}</td></tr>"
-        for op in ops)
-    return ('<h4>Slowest operators</h4><div class="scroll"><table class="data compact ops"><thead><tr><th>node</th>'
-            '<th>op</th><th>stage</th><th>ms</th><th>share</th><th>precision</th></tr></thead>'
-            f"<tbody>{rows}</tbody></table></div>")
+    rows = [[Cell(op.get("name"), css="mono"), Cell(op.get("op")), Cell(op.get("stage")), Cell(fmt.ms(op.get("ms"))),
+             Cell(share(op)), Cell(DASH, badge=op.get("precision"))] for op in ops]
+    return Table(TOP_OP_COLUMNS, rows)
 
 
-def _stages(variant: dict, scale_ms: float) -> str:
+def _stages(variant: dict, scale_ms: float) -> dict | None:
     stages = variant.get("stages")
     if not stages:
-        return ""
-    return ("<h4>Where the time goes</h4>" + stage_bars([(variant.get("name", ""), stages)], scale_ms, labels=False)
-            + _op_coverage(stages, variant.get("precision")) + _top_ops(stages))
+        return None
+    return {"bars": Markup(stage_bars([(variant.get("name", ""), stages)], scale_ms, labels=False)),  # svg.py escapes
+            "coverage": _op_coverage(stages, variant.get("precision")),
+            "fallback_warning": stages.get("fallback_warning"), "top_ops": _top_ops(stages)}
 
 
-def _links(variant: dict, out_dir: Path | None) -> str:
-    files = variant.get("profile_files") or {}
-    if not files:
-        return ""
-    items = []
-    for label, path in files.items():
-        href = fmt.local_href(path, out_dir)
-        target = f'<a href="{e(href)}">{e(path)}</a>' if href else f'<span class="mono">{e(path)}</span>'
-        items.append(f"<li><b>{e(label)}</b>: {target}</li>")
-    return f'<h4>Profiles</h4><ul class="links">{"".join(items)}</ul>'
+def _links(variant: dict, out_dir: Path | None) -> list[dict]:
+    return [{"label": label, "path": path, "href": fmt.local_href(path, out_dir)}
+            for label, path in (variant.get("profile_files") or {}).items()]
 
 
-def _notes(variant: dict) -> str:
-    notes = [n for n in variant.get("notes") or [] if n]
-    return f'<h4>Notes</h4><ul class="notes">{"".join(f"<li>{e(n)}</li>" for n in notes)}</ul>' if notes else ""
-
-
-def variant_section(index: int, variant: dict, *, baseline_name: str | None, stage_scale_ms: float,
-                    out_dir: Path | None) -> str:
-    """The HTML <section> of one variant, successful or failed."""
+def variant_context(index: int, variant: dict, *, baseline_name: str | None, stage_scale_ms: float,
+                    out_dir: Path | None) -> dict:
+    """What templates/variant.html shows of one variant, successful or failed."""
     name = variant.get("name", f"variant {index}")
     ok = is_ok(variant)
-    tags = precision_badge(variant.get("precision")) + f' <span class="badge engine">{e(variant.get("engine"))}</span>'
-    if name == baseline_name:
-        tags += ' <span class="badge baseline">baseline</span>'
-    if not ok:
-        tags += ' <span class="badge failed">failed</span>'
-    body = [_steps(variant)]
-    if not ok:
-        body.append(f'<div class="callout error"><b>This variant failed.</b> '
-                    f'<span class="mono">{e(variant.get("error") or "no reason recorded")}</span></div>')
-    if ok or variant.get("accuracy") or variant.get("latency"):
-        body += [_facts(variant), "<h4>Latency</h4>", _latency_table(variant), _stages(variant, stage_scale_ms)]
-    body += [_links(variant, out_dir), _notes(variant),
-             f'<details><summary>Variant spec</summary><pre>{fmt.pretty_json(variant.get("spec"))}</pre></details>']
-    finished = variant.get("finished_at")
-    finished = f'<span class="muted small">finished {e(finished)}</span>' if finished else ""
-    return (f'<section class="card variant{"" if ok else " is-failed"}" id="{anchor(index)}">'
-            f'<header class="variant-head"><h3>{e(name)}</h3><div class="tags">{tags}</div>{finished}</header>'
-            f'{"".join(body)}</section>')
+    measured_any = ok or variant.get("accuracy") or variant.get("latency")
+    return {
+        "anchor": anchor(index), "name": name, "ok": ok, "precision": variant.get("precision"),
+        "engine": variant.get("engine"), "device": variant.get("device"), "is_baseline": name == baseline_name,
+        "finished": variant.get("finished_at"), "steps": _steps(variant),
+        "error": variant.get("error") or "no reason recorded",
+        "facts": _facts(variant) if measured_any else None,
+        "latency": _latency_table(variant), "stages": _stages(variant, stage_scale_ms) if measured_any else None,
+        "profile_links": _links(variant, out_dir), "notes": [n for n in variant.get("notes") or [] if n],
+        "spec_json": fmt.json_text(variant.get("spec")),
+    }

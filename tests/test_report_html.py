@@ -189,3 +189,33 @@ def test_summary_columns_are_data(results, monkeypatch):
     assert "Energy<br><small>J/img</small>" in page
     assert page.count('data-v="4.2">4.2</td>') == len(_ok_names(results))
     assert f'colspan="{len(report_html.SUMMARY_COLUMNS)}"' in page  # a failed row spans every figure column
+
+
+def _reference(ratio: float) -> dict:
+    lab, tool = 2.0 * ratio, 2.0
+    return {"batch_size": 1, "tool": "benchmark_app", "statistic": "median", "reference_ms": tool, "ratio": ratio,
+            "agrees": 1 / 1.15 <= ratio <= 1.15,
+            "rounds": [{"tool": "benchmark_app", "command": "benchmark_app -m model.xml", "statistic": "median",
+                        "reference_ms": tool, "lab_ms": lab, "ratio": ratio, "agrees": 1 / 1.15 <= ratio <= 1.15}]}
+
+
+def test_cross_check_shows_the_tool_beside_the_lab_and_flags_disagreement(results, tmp_path):
+    ok = [v for v in results["variants"] if v["status"] == "ok"]
+    ok[0]["timing"] = {"timed": "worker process", "reference": _reference(1.05)}
+    ok[1]["timing"] = {"timed": "in-process", "reference": {"error": "RuntimeError: benchmark_app failed", "rounds": []}}
+    ok[0]["peak_share"] = {"achieved_ops": 3e10, "peak_ops": 1.5e11, "share": 0.2, "peak_precision": "fp32"}
+    results["machine_peaks"] = {"fp32": 1.5e11, "int8": 1.4e12}
+    page = write_report(results, tmp_path).read_text()
+    assert "Latency cross-check" in page and "FP32 150 GOP/s, INT8 1,400 GOP/s" in page
+    assert "1.05" in page and "20.0%" in page and "reference tool failed: RuntimeError: benchmark_app failed" in page
+    assert "disagree by more than 15 %" not in page
+    ok[0]["timing"]["reference"] = _reference(1.4)
+    page = write_report(results, tmp_path).read_text()
+    assert "disagree by more than 15 %" in page and f"for\n  {ok[0]['name']}" in page
+    rows = list(csv.DictReader(write_tables(results, tmp_path).open()))
+    row = next(r for r in rows if r["variant"] == ok[0]["name"])
+    assert row["reference_tool"] == "benchmark_app" and row["lab_over_reference"] == "1.4"
+
+
+def test_results_without_timing_records_have_no_cross_check(results, tmp_path):
+    assert "Latency cross-check" not in write_report(results, tmp_path).read_text()

@@ -13,13 +13,14 @@ from typing import Annotated, Literal
 
 from pydantic import Field, model_validator
 
-from optim.finetune.spec import StrictModel
+from optim.spec_types import BatchSize, ImageSize, OutputDir, Seed, SpecPath, Steps, StrictModel, Threads
 
 EngineKind = Literal["pytorch", "torch_compile", "onnxruntime", "openvino", "tensorrt", "torch_tensorrt"]
 Precision = Literal["fp32", "fp16", "bf16", "int8"]
 Block = Literal["backbone", "encoder", "decoder", "heads"]
 
 GPU_ENGINES = {"tensorrt", "torch_tensorrt"}
+SYNTHETIC_SPLITS = ("train", "val", "test")  # optim.data.synthetic's splits (kept here: specs import no generator)
 # Which quantize methods each engine can run; validated at load time.
 METHODS_BY_ENGINE: dict[str, set[str]] = {
     "pytorch": {"torch_dynamic", "inc", "fp16", "bf16"},
@@ -41,9 +42,9 @@ class DataSpec(StrictModel):
     """The evaluation and calibration data: the built-in synthetic set or any COCO folder."""
 
     dataset: Literal["synthetic", "coco"] = "synthetic"
-    root: Path = Path("data/synthetic")
+    root: SpecPath = Path("data/synthetic")
     eval_split: str = "test"
-    eval_images: int | None = Field(200, ge=1, description="first N images of eval_split; null = all")
+    eval_images: int | None = Field(200, ge=1, le=10_000_000, description="first N images of eval_split; null = all")
     calibration_split: str = "val"
     calibration_images: int = Field(64, ge=1, le=10000)
 
@@ -52,19 +53,24 @@ class DataSpec(StrictModel):
         if self.calibration_split == self.eval_split:
             raise ValueError("calibration_split must differ from eval_split (calibration images must never be "
                              "evaluation images); e.g. calibrate on 'val' and evaluate on 'test'")
+        if self.dataset == "synthetic":
+            for field in ("eval_split", "calibration_split"):
+                if getattr(self, field) not in SYNTHETIC_SPLITS:
+                    raise ValueError(f"{field} '{getattr(self, field)}' is not a split of the synthetic data set; "
+                                     f"choose one of {list(SYNTHETIC_SPLITS)} (or set dataset: coco)")
         return self
 
 
 class LatencySpec(StrictModel):
     """How latency is measured: warm-up, then timed iterations bounded by count and time."""
 
-    warmup_iters: int = Field(10, ge=0)
-    min_iters: int = Field(30, ge=1)
-    max_iters: int = Field(300, ge=1)
-    max_seconds: float = Field(8.0, gt=0)
-    steady_wait: float = Field(2.0, ge=0, description="extra time, in multiples of max_seconds, spent waiting for "
+    warmup_iters: int = Field(10, ge=0, le=10_000)
+    min_iters: int = Field(30, ge=1, le=100_000)
+    max_iters: int = Field(300, ge=1, le=100_000)
+    max_seconds: float = Field(8.0, gt=0, le=600, description="timed seconds per batch size, at most")
+    steady_wait: float = Field(2.0, ge=0, le=10, description="extra time, in multiples of max_seconds, spent waiting for "
                                                       "the machine's steady (fast) state when it is slow")
-    threads: int | None = Field(None, ge=1, description="intra-op threads for every engine (default: all cores)")
+    threads: Threads | None = Field(None, description="intra-op threads for every engine (default: all cores)")
 
     @model_validator(mode="after")
     def _bounds(self) -> LatencySpec:
@@ -102,9 +108,9 @@ class PruneStep(StrictModel):
     kind: Literal["prune"]
     method: Literal["channels", "decoder_layers", "encoder_layers", "queries", "heads", "unstructured", "semi_structured_2_4"]
     ratio: float = Field(0.3, gt=0, lt=1, description="channels/heads/unstructured: fraction removed")
-    keep: int | None = Field(None, ge=1, description="layers/queries: how many to keep")
+    keep: int | None = Field(None, ge=1, le=10_000, description="layers/queries: how many to keep")
     importance: Literal["magnitude", "taylor"] = "magnitude"
-    finetune_steps: int = Field(0, ge=0, description="short fine-tuning after pruning, without a teacher")
+    finetune_steps: int = Field(0, ge=0, le=10_000_000, description="short fine-tuning after pruning, without a teacher")
 
 
 class DistillStep(StrictModel):
@@ -112,12 +118,12 @@ class DistillStep(StrictModel):
 
     kind: Literal["distill"]
     teacher: str = Field("baseline", description="'baseline' or any zoo name / folder / hub id")
-    steps: int = Field(500, ge=1)
-    lr: float = Field(1e-4, gt=0)
+    steps: Steps = 500
+    lr: float = Field(1e-4, gt=0, le=1)
     schedule: Literal["constant", "cosine"] = Field("constant", description="learning rate over the steps; "
                                                     "cosine decays to 10 % of lr at the last step")
-    batch_size: int = Field(16, ge=1)
-    feature_weight: float = Field(0.0, ge=0, description="weight of the encoder-feature MSE term")
+    batch_size: BatchSize = 16
+    feature_weight: float = Field(0.0, ge=0, le=1000, description="weight of the encoder-feature MSE term")
 
 
 Step = Annotated[QuantizeStep | PruneStep | DistillStep, Field(discriminator="kind")]
@@ -210,17 +216,19 @@ class ExperimentSpec(StrictModel):
     description: str = ""
     model: str = "synth-detr"
     trust_remote_code: bool = False
+    allow_missing_weights: bool = Field(False, description="load a checkpoint that lacks tensors the architecture "
+                                        "needs (they get random values); off: such a checkpoint is an error")
     data: DataSpec = DataSpec()
-    input_size: tuple[int, int] | None = Field(None, description="(height, width); default: the model's own")
-    batch_sizes: list[Annotated[int, Field(ge=1, le=256)]] = Field(default_factory=lambda: [1])
-    eval_batch_size: int = Field(8, ge=1)
+    input_size: ImageSize | None = Field(None, description="(height, width); default: the model's own")
+    batch_sizes: list[BatchSize] = Field(default_factory=lambda: [1], min_length=1, max_length=16)
+    eval_batch_size: BatchSize = 8
     baseline: str | None = Field(None, description="variant name; default: the first variant")
-    seed: int = 0
+    seed: Seed = 0
     latency: LatencySpec = LatencySpec()
     profile: ProfileSpec = ProfileSpec()
     variants: list[VariantSpec] = Field(default_factory=list)
     matrix: MatrixSpec | None = None
-    output_dir: Path = Path("reports")
+    output_dir: OutputDir = Path("reports")
 
     @model_validator(mode="after")
     def _variants(self) -> ExperimentSpec:

@@ -6,6 +6,7 @@ import argparse
 import json
 from pathlib import Path
 
+from optim.atomic import write_text_atomic
 from optim.cli import run_cli
 from optim.finetune.spec import FinetuneSpec
 from optim.spec_loading import load_spec
@@ -15,7 +16,8 @@ def main() -> int:
     parser = argparse.ArgumentParser(prog="python -m optim.finetune", description=__doc__)
     parser.add_argument("spec", type=Path)
     parser.add_argument("--steps", type=int, help="override the spec's step count (e.g. a smoke run)")
-    parser.add_argument("--output-dir", type=Path, help="override the spec's output_dir")
+    parser.add_argument("--output-dir", type=Path, help="override the spec's output_dir (any folder: a spec's own "
+                                                        "output_dir must stay under the working folder)")
     args = parser.parse_args()
     spec = load_spec(args.spec, FinetuneSpec, defaults={"name": args.spec.stem})
     overrides = {k: v for k, v in {"steps": args.steps, "output_dir": args.output_dir}.items() if v is not None}
@@ -32,7 +34,7 @@ def main() -> int:
     model = build_model(spec, data.train.label_names)
     out_dir = spec.output_dir / spec.name
     out_dir.mkdir(parents=True, exist_ok=True)
-    (out_dir / "spec.json").write_text(spec.model_dump_json(indent=2))
+    write_text_atomic(out_dir / "spec.json", spec.model_dump_json(indent=2))
     if spec.trainer == "transformers":
         from optim.finetune.trainer_hf import train_transformers
 

@@ -28,6 +28,8 @@ class FinetuneModelSpec(StrictModel):
 
     arch: Literal["synth-detr", "tiny-detr", "detr-r50"] | None = "synth-detr"
     init: str | None = None
+    allow_missing_weights: bool = Field(False, description="start from an `init` checkpoint that lacks tensors the "
+                                        "architecture needs (they get random values); off: that is an error")
     weight_init: Literal["detr", "transformers"] = Field(
         "detr", description="random weights of an `arch`: the original DETR's draw (Xavier transformer, N(0, 1) object "
         "queries; leaves DETR's initial plateau thousands of steps sooner) or Hugging Face's (N(0, 0.02) everywhere); "

@@ -235,24 +235,32 @@ def _is_legacy_folder(root: Path) -> bool:
                for split in splits & set(entries))
 
 
-def claim_folder(root: Path) -> None:
-    """Make sure the generator may write into `root`, else raise `OptimError` and change nothing.
-
-    It may when `root` is new, empty, marked as the generator's (`MARKER`), or holds only an unmarked earlier
-    generation of this data set; then it is marked. Any other folder holds someone's own files (e.g. a COCO
-    data set): the generator, which replaces annotation files and deletes old frames, must not touch it."""
-    root = Path(root)
+def _refusal(root: Path) -> OptimError | None:
+    """Why the generator may not write into `root`, or None when it may: `root` is new, empty, marked as the
+    generator's (`MARKER`), or holds only an unmarked earlier generation of this data set. Any other folder
+    holds someone's own files (e.g. a COCO data set), which generating would replace or delete."""
     if (root / MARKER).is_file():
-        return
+        return None
     if root.exists() and not root.is_dir():
-        raise OptimError("the data root is a file, not a folder", path=root, field="data.root",
-                         fix="point data.root at a folder (a new one for the synthetic data set)")
+        return OptimError("the data root is a file, not a folder", path=root, field="data.root",
+                          fix="point data.root at a folder (a new one for the synthetic data set)")
     if root.is_dir() and any(root.iterdir()) and not _is_legacy_folder(root):
-        raise OptimError(f"refusing to generate the synthetic data set here: the folder holds files the generator did "
-                         f"not write (it has no {MARKER} marker), and generating would replace or delete them",
-                         path=root, field="data.root",
-                         fix="point data.root (or --out) at a new or empty folder; to evaluate on the data already "
-                             "in this folder, set data.dataset: coco (it is then only read)")
+        return OptimError(f"refusing to generate the synthetic data set here: the folder holds files the generator "
+                          f"did not write (it has no {MARKER} marker), and generating would replace or delete them",
+                          path=root, field="data.root",
+                          fix="point data.root (or --out) at a new or empty folder; to use the data already in this "
+                              "folder as it is, set data.dataset: coco (experiments) or data.generate: false "
+                              "(fine-tuning)")
+    return None
+
+
+def claim_folder(root: Path) -> None:
+    """Make sure the generator may write into `root` (see `_refusal`) and mark it as the generator's, else raise
+    `OptimError` and change nothing."""
+    root = Path(root)
+    refusal = _refusal(root)
+    if refusal is not None:
+        raise refusal
     root.mkdir(parents=True, exist_ok=True)
     write_text_atomic(root / MARKER, "Written by optim.data.synthetic: this folder holds a generated data set, "
                                      "which the generator may replace.\n")
@@ -264,15 +272,32 @@ def _is_current(ann_file: Path, spec: SyntheticSpec, split: str) -> bool:
     return info is not None and all(info.get(key) == value for key, value in _split_identity(spec, split).items())
 
 
+def _check_splits(out_dir: Path, splits: tuple[str, ...], spec: SyntheticSpec) -> None:
+    unknown = [split for split in splits if split not in spec.splits]
+    if unknown:
+        raise OptimError(f"split(s) {unknown} are not splits of the synthetic data set", path=out_dir,
+                         fix=f"choose from {sorted(spec.splits)}, or use dataset: coco for your own splits")
+
+
+def check_writable(out_dir: Path, splits: tuple[str, ...] = ("train", "val", "test"),
+                   spec: SyntheticSpec | None = None) -> None:
+    """Raise the `OptimError` that `ensure_dataset` would, without writing anything."""
+    spec = spec or SyntheticSpec()
+    out_dir = Path(out_dir)
+    _check_splits(out_dir, splits, spec)
+    if all(_is_current(out_dir / "annotations" / f"instances_{split}.json", spec, split) for split in splits):
+        return
+    refusal = _refusal(out_dir)
+    if refusal is not None:
+        raise refusal
+
+
 def ensure_dataset(out_dir: Path, splits: tuple[str, ...] = ("train", "val", "test"),
                    spec: SyntheticSpec | None = None) -> Path:
     """Generate the splits under `out_dir` that are missing or were generated with other parameters (an older
     version of this generator, another seed or size) and return `out_dir`."""
     spec = spec or SyntheticSpec()
-    unknown = [split for split in splits if split not in spec.splits]
-    if unknown:
-        raise OptimError(f"split(s) {unknown} are not splits of the synthetic data set", path=out_dir,
-                         fix=f"choose from {sorted(spec.splits)}, or use dataset: coco for your own splits")
+    _check_splits(Path(out_dir), splits, spec)
     for split in splits:
         if not _is_current(out_dir / "annotations" / f"instances_{split}.json", spec, split):
             generate_split(out_dir, split, spec)

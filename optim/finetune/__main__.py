@@ -9,6 +9,7 @@ from pathlib import Path
 from optim.atomic import write_text_atomic
 from optim.cli import run_cli
 from optim.finetune.spec import FinetuneSpec
+from optim.preflight import check_finetune_paths
 from optim.spec_loading import load_spec
 
 
@@ -22,6 +23,7 @@ def main() -> int:
     spec = load_spec(args.spec, FinetuneSpec, defaults={"name": args.spec.stem})
     overrides = {k: v for k, v in {"steps": args.steps, "output_dir": args.output_dir}.items() if v is not None}
     spec = spec.model_copy(update=overrides)
+    check_finetune_paths(spec, args.spec)
 
     import torch
 

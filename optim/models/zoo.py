@@ -9,10 +9,10 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from optim.errors import OptimError
-from optim.models.architectures import ARCHITECTURES
 
 WEIGHTS_DIR = Path(__file__).parent / "weights"
 SHIPPED = {"synth-detr": WEIGHTS_DIR / "synth-detr"}
+# Architectures (optim.models.architectures, imported only to build one: it imports transformers) and sizes.
 DEFAULT_INPUT_SIZE = {"synth-detr": (128, 128), "tiny-detr": (64, 64), "detr-r50": (800, 1066)}
 
 
@@ -29,7 +29,7 @@ class LoadedModel:
 def describe_zoo() -> list[str]:
     """One line per zoo entry, for --help texts and error messages."""
     lines = [f"{name} (shipped, trained)" for name in SHIPPED]
-    lines += [f"{name}-arch (architecture only, random weights)" for name in ARCHITECTURES]
+    lines += [f"{name}-arch (architecture only, random weights)" for name in DEFAULT_INPUT_SIZE]
     return lines + ["any Hugging Face DETR id, e.g. facebook/detr-resnet-50", "a local save_pretrained folder"]
 
 
@@ -44,7 +44,9 @@ def load_model(name: str, num_labels: int | None = None, allow_download: bool = 
     if name in SHIPPED:
         return LoadedModel(_from_folder(SHIPPED[name], allow_missing_weights), f"shipped:{name}", True,
                            DEFAULT_INPUT_SIZE[name])
-    if name.endswith("-arch") and name[: -len("-arch")] in ARCHITECTURES:
+    if name.endswith("-arch") and name[: -len("-arch")] in DEFAULT_INPUT_SIZE:
+        from optim.models.architectures import ARCHITECTURES
+
         arch = name[: -len("-arch")]
         config = ARCHITECTURES[arch](**({"num_labels": num_labels} if num_labels else {}))
         return LoadedModel(DetrForObjectDetection(config).eval(), f"random:{arch}", False, DEFAULT_INPUT_SIZE[arch])
@@ -53,7 +55,7 @@ def load_model(name: str, num_labels: int | None = None, allow_download: bool = 
         if not path.is_dir():
             raise OptimError("the model path is a file; a model is a save_pretrained folder", path=path, field="model",
                              fix="point at the folder holding config.json and model.safetensors")
-        return LoadedModel(_from_folder(path, allow_missing_weights), f"local:{path}", True, _input_size_of(path))
+        return LoadedModel(_from_folder(path, allow_missing_weights), f"local:{path}", True, input_size_of(path))
     if name.count("/") == 1 and not name.startswith((".", "/")):
         model = _from_hub(name, allow_download, trust_remote_code)
         return LoadedModel(model, f"hub:{name}", True, (800, 1066))
@@ -61,7 +63,7 @@ def load_model(name: str, num_labels: int | None = None, allow_download: bool = 
                      fix="use one of: " + "; ".join(describe_zoo()))
 
 
-def _input_size_of(folder: Path) -> tuple[int, int]:
+def input_size_of(folder: Path) -> tuple[int, int]:
     """A folder may record the input size it was trained at in `optim.json`; DETR's COCO size otherwise."""
     meta = folder / "optim.json"
     if not meta.is_file():

@@ -56,6 +56,7 @@ def _run_locked(spec: ExperimentSpec, out_dir: Path, store: ResultStore, resume:
         seed_everything(spec.seed)  # random weights anyway: size the head to the data set, so detections score
         loaded = load_model(spec.model, num_labels=classes, trust_remote_code=spec.trust_remote_code)
     data.use_labels_of(loaded.model, f"model '{spec.model}'")
+    data.preload()  # a broken evaluation image stops the run here (exit 2), not inside every variant
     shared = run_fingerprint(spec, loaded, data, input_size)
     baseline_detections = baseline = None
     records = []

@@ -20,6 +20,7 @@ Precision = Literal["fp32", "fp16", "bf16", "int8"]
 Block = Literal["backbone", "encoder", "decoder", "heads"]
 
 GPU_ENGINES = {"tensorrt", "torch_tensorrt"}
+MAX_BATCH_BYTES = 8 << 30  # one float32 input batch; beyond it a run would swap or be killed before it measures
 SYNTHETIC_SPLITS = ("train", "val", "test")  # optim.data.synthetic's splits (kept here: specs import no generator)
 # Which quantize methods each engine can run; validated at load time.
 METHODS_BY_ENGINE: dict[str, set[str]] = {
@@ -240,6 +241,13 @@ class ExperimentSpec(StrictModel):
             raise ValueError(f"variant names must be unique; repeated: {duplicates}")
         if self.baseline is not None and self.baseline not in names:
             raise ValueError(f"baseline '{self.baseline}' is not a variant; choose one of {names}")
+        if self.input_size is not None:
+            largest = max(*self.batch_sizes, self.eval_batch_size) * 3 * self.input_size[0] * self.input_size[1] * 4
+            if largest > MAX_BATCH_BYTES:
+                raise ValueError(f"a batch of {max(*self.batch_sizes, self.eval_batch_size)} images at "
+                                 f"{self.input_size[0]}x{self.input_size[1]} is {largest / 2**30:.1f} GiB of input alone "
+                                 f"(limit {MAX_BATCH_BYTES / 2**30:.0f} GiB); use smaller batch_sizes / eval_batch_size "
+                                 "or input_size")
         return self
 
     def all_variants(self) -> list[VariantSpec]:

@@ -18,6 +18,10 @@ MAX_NODES = 100_000  # values after expanding YAML aliases (a "billion laughs" f
 FIX_SYNTAX = "fix the YAML syntax (indentation, colons, quotes)"
 
 
+class DuplicateKeyError(yaml.constructor.ConstructorError):
+    """A mapping gives the same key twice."""
+
+
 class _UniqueKeyLoader(yaml.SafeLoader):
     """`SafeLoader` that refuses a mapping with the same key twice."""
 
@@ -30,16 +34,18 @@ class _UniqueKeyLoader(yaml.SafeLoader):
             except TypeError:
                 continue  # the base class reports unhashable keys itself
             if key in seen:
-                raise yaml.constructor.ConstructorError(
+                raise DuplicateKeyError(
                     None, None, f"key '{key}' appears twice in one mapping (first at line {seen[key] + 1}); "
-                    "YAML would keep only the last one", key_node.start_mark)
+                    "YAML would silently keep only the last one", key_node.start_mark)
             seen[key] = key_node.start_mark.line
         return super().construct_mapping(node, deep=deep)
 
 
 def decode_text(raw: bytes, path: Path) -> str:
     """`raw` as UTF-8 text (a UTF-8 byte-order mark is allowed); any other encoding or binary data is an error."""
-    if raw.startswith((b"\xff\xfe", b"\xfe\xff")) or b"\x00" in raw[:2]:
+    head = raw[:64]
+    if raw.startswith((b"\xff\xfe", b"\xfe\xff")) or (
+            len(head) >= 2 and (not any(head[0::2]) or not any(head[1::2]))):  # ASCII in UTF-16: every other byte 0
         raise OptimError("the file is UTF-16 text; specs must be UTF-8", path=path,
                          fix="save it as UTF-8 (e.g. iconv -f UTF-16 -t UTF-8 FILE > NEW)")
     if b"\x00" in raw:
@@ -94,7 +100,9 @@ def load_yaml_strict(path: Path) -> object:
     except yaml.YAMLError as error:
         mark = getattr(error, "problem_mark", None)
         where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
-        raise OptimError(f"invalid YAML{where}: {getattr(error, 'problem', None) or error}", path=path,
-                         fix=FIX_SYNTAX) from error
+        duplicate = isinstance(error, DuplicateKeyError)
+        raise OptimError(f"{'duplicate key' if duplicate else 'invalid YAML'}{where}: "
+                         f"{getattr(error, 'problem', None) or error}", path=path,
+                         fix="keep one of the two (merge their contents)" if duplicate else FIX_SYNTAX) from error
     _check_shape(data, path)
     return data

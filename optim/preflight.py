@@ -3,6 +3,8 @@ or anything is written (by `optim.validate`, and by `optim.run` / `optim.finetun
 
 from __future__ import annotations
 
+import contextlib
+from collections.abc import Iterator
 from pathlib import Path
 
 from optim.data.synthetic import check_writable
@@ -13,6 +15,15 @@ from optim.models.zoo import DEFAULT_INPUT_SIZE, SHIPPED, describe_zoo, input_si
 from optim.spec import ExperimentSpec
 
 MAX_CHECKED_JSON = 64 << 20  # larger annotation files are checked when they are loaded, not twice
+
+
+@contextlib.contextmanager
+def _named(spec_path: Path) -> Iterator[None]:
+    """Prefix errors about a file the spec points at (data root, optim.json, annotations) with the spec."""
+    try:
+        yield
+    except OptimError as error:
+        raise OptimError(str(error), path=spec_path) from error
 
 
 def check_model(name: str, spec_path: Path, field: str) -> None:
@@ -29,7 +40,8 @@ def check_model(name: str, spec_path: Path, field: str) -> None:
             if not (path / needed).is_file():
                 raise OptimError(f"model folder '{name}' has no {needed}", path=spec_path, field=field,
                                  fix="point at a folder written by save_pretrained (config.json + model.safetensors)")
-        input_size_of(path)
+        with _named(spec_path):
+            input_size_of(path)
         return
     if name.count("/") == 1 and not name.startswith((".", "/", "~")):
         return  # a hub id: resolved (from the local cache, or the network) when the run starts
@@ -51,7 +63,8 @@ def check_coco_split(root: Path, split: str, spec_path: Path, field: str) -> Non
         raise OptimError(f"split '{split}' has no image folder {root / split}", path=spec_path, field=field,
                          fix=f"put the images of {annotations.name} in {root / split}")
     if annotations.stat().st_size <= MAX_CHECKED_JSON:
-        read_coco_json(annotations)
+        with _named(spec_path):
+            read_coco_json(annotations)
 
 
 def check_experiment_paths(spec: ExperimentSpec, spec_path: Path) -> None:
@@ -63,7 +76,8 @@ def check_experiment_paths(spec: ExperimentSpec, spec_path: Path) -> None:
                 check_model(step.teacher, spec_path, f"variants.{index}.steps.{number}.teacher")
     data = spec.data
     if data.dataset == "synthetic":
-        check_writable(data.root, (data.eval_split, data.calibration_split))
+        with _named(spec_path):
+            check_writable(data.root, (data.eval_split, data.calibration_split), new_folder_anywhere=False)
         return
     check_coco_split(data.root, data.eval_split, spec_path, "data.eval_split")
     check_coco_split(data.root, data.calibration_split, spec_path, "data.calibration_split")
@@ -76,7 +90,8 @@ def check_finetune_paths(spec: FinetuneSpec, spec_path: Path) -> None:
     data = spec.data
     splits = tuple(s for s in (data.train_split, data.val_split, data.test_split) if s)
     if data.generate:
-        check_writable(data.root, splits)
+        with _named(spec_path):
+            check_writable(data.root, splits, new_folder_anywhere=False)
         return
     for field, split in zip(("train_split", "val_split", "test_split"), splits, strict=False):
         check_coco_split(data.root, split, spec_path, f"data.{field}")

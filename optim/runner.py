@@ -73,6 +73,8 @@ def _run_locked(spec: ExperimentSpec, out_dir: Path, store: ResultStore, resume:
                 tqdm.write(f"{variant.name}: measuring again, the stored record is stale: {'; '.join(stale[:6])}")
             record = _measure(variant, spec, data, loaded.model, baseline_detections, out_dir, resolved, compressed)
             record.update(fingerprint=fingerprint, remeasured_because=stale or None)
+            if stale:  # the report's notes say why
+                record["notes"] = [*record.get("notes", []), "measured again: " + "; ".join(stale)]
             store.save(record)
             _print_summary(record)
         if variant.name == spec.baseline_name:

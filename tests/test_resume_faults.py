@@ -131,7 +131,8 @@ def test_new_weights_at_the_same_path_and_new_batch_sizes_are_measured_again(tmp
     for name, record in _records(out).items():
         reasons = " ".join(record["remeasured_because"])
         assert "model.weights_sha256 changed" in reasons and "batch_sizes: [1] -> [1, 2]" in reasons, name
-        assert set(record["latency"]) == {"1", "2"}
+        assert set(record["latency"]) == {"1", "2"} and f"measured again: {reasons.split(' ')[0]}" in " ".join(
+            record["notes"])  # the report's notes say why
     results = json.loads((out / "results.json").read_text())
     assert all(v["fingerprint"]["model"]["weights_sha256"] == results["variants"][0]["fingerprint"]["model"][
         "weights_sha256"] for v in results["variants"])

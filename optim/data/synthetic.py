@@ -280,8 +280,10 @@ def _check_splits(out_dir: Path, splits: tuple[str, ...], spec: SyntheticSpec) -
 
 
 def check_writable(out_dir: Path, splits: tuple[str, ...] = ("train", "val", "test"),
-                   spec: SyntheticSpec | None = None) -> None:
-    """Raise the `OptimError` that `ensure_dataset` would, without writing anything."""
+                   spec: SyntheticSpec | None = None, new_folder_anywhere: bool = True) -> None:
+    """Raise the `OptimError` that `ensure_dataset` would, without writing anything. Without
+    `new_folder_anywhere` (a path from a spec, not the command line), a folder that does not exist yet (or is
+    empty) must also lie under the working folder: a spec may not make the generator write just anywhere."""
     spec = spec or SyntheticSpec()
     out_dir = Path(out_dir)
     _check_splits(out_dir, splits, spec)
@@ -290,6 +292,12 @@ def check_writable(out_dir: Path, splits: tuple[str, ...] = ("train", "val", "te
     refusal = _refusal(out_dir)
     if refusal is not None:
         raise refusal
+    is_new = not out_dir.is_dir() or not any(out_dir.iterdir())
+    if is_new and not new_folder_anywhere and (out_dir.is_absolute() or ".." in out_dir.parts):
+        raise OptimError("the synthetic data set would be generated in a new folder outside the working folder",
+                         path=out_dir, field="data.root",
+                         fix=f"use a relative data.root without '..', or generate it there explicitly first: "
+                             f"python -m optim.data.synthetic --out {out_dir}")
 
 
 def ensure_dataset(out_dir: Path, splits: tuple[str, ...] = ("train", "val", "test"),

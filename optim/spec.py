@@ -65,11 +65,12 @@ class DataSpec(StrictModel):
 class LatencySpec(StrictModel):
     """How latency is measured: warm-up, then timed iterations bounded by count and time."""
 
-    warmup_iters: int = Field(10, ge=0, le=10_000)
-    min_iters: int = Field(30, ge=1, le=100_000)
+    # Bounds keep a run finite: warm-up and min_iters are run whatever the time, so they stay small.
+    warmup_iters: int = Field(10, ge=0, le=1000)
+    min_iters: int = Field(30, ge=1, le=1000)
     max_iters: int = Field(300, ge=1, le=100_000)
-    max_seconds: float = Field(8.0, gt=0, le=600, description="timed seconds per batch size, at most")
-    steady_wait: float = Field(2.0, ge=0, le=10, description="extra time, in multiples of max_seconds, spent waiting for "
+    max_seconds: float = Field(8.0, gt=0, le=300, description="timed seconds per batch size, at most")
+    steady_wait: float = Field(2.0, ge=0, le=5, description="extra time, in multiples of max_seconds, spent waiting for "
                                                       "the machine's steady (fast) state when it is slow")
     threads: Threads | None = Field(None, description="intra-op threads for every engine (default: all cores)")
 

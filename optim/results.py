@@ -15,7 +15,7 @@ from optim.atomic import is_disk_full, write_json_atomic
 from optim.errors import OptimError
 from optim.fingerprint import differences
 
-__all__ = ["ResultStore", "disk_full_is_an_error", "safe_child", "write_json_atomic"]
+__all__ = ["ResultStore", "disk_full_is_an_error", "make_output_folder", "safe_child", "write_json_atomic"]
 
 
 def safe_child(root: Path, name: str) -> Path:
@@ -25,6 +25,16 @@ def safe_child(root: Path, name: str) -> Path:
         raise OptimError(f"output path '{name}' would leave the output folder {root}", field="name",
                          fix="use a plain name without '/' or '..'")
     return path
+
+
+def make_output_folder(path: Path) -> None:
+    """`mkdir -p path`, with a clear error when a file is in the way or the folder may not be created."""
+    try:
+        Path(path).mkdir(parents=True, exist_ok=True)
+    except (FileExistsError, NotADirectoryError, PermissionError) as error:
+        raise OptimError(f"cannot create the output folder ({error.strerror}: {error.filename})", path=path,
+                         fix="choose another output folder: one that is not a file and that you may write to") \
+            from error
 
 
 @contextlib.contextmanager
@@ -78,7 +88,7 @@ class ResultStore:
     def locked(self) -> Iterator[None]:
         """Hold `<out_dir>/.lock` (an advisory lock the system drops when the process ends, even by kill -9);
         a second runner on the same folder stops with a clear error instead of measuring alongside."""
-        self.out_dir.mkdir(parents=True, exist_ok=True)
+        make_output_folder(self.out_dir)
         path = self.out_dir / ".lock"
         with open(path, "a+") as handle:
             try:

@@ -39,7 +39,7 @@ def run_experiment(spec: ExperimentSpec, out_dir: Path | None = None, resume: bo
     per folder at a time; a full disk ends in a clear error with every finished variant kept)."""
     out_dir = out_dir or safe_child(spec.output_dir, spec.name)
     store = ResultStore(out_dir)
-    with store.locked(), disk_full_is_an_error(out_dir):
+    with disk_full_is_an_error(out_dir), store.locked():
         return _run_locked(spec, out_dir, store, resume, only)
 
 

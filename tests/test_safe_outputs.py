@@ -127,6 +127,19 @@ def test_atomic_write_keeps_the_old_file_when_the_disk_is_full(tmp_path, monkeyp
     assert [p.name for p in tmp_path.iterdir()] == ["results.json"]  # no stray temporary file
 
 
+@pytest.mark.parametrize("module, flag", [("optim.run", "--out"), ("optim.finetune", "--output-dir")])
+def test_an_output_folder_blocked_by_a_file_is_a_clear_error(tmp_path, module, flag):
+    (tmp_path / "a_file").write_text("x")
+    spec = tmp_path / "s.yaml"
+    spec.write_text("name: s\nmodel: tiny-detr-arch\ndata: {root: data}\nvariants: [{name: a}]\n" if module == "optim.run"
+                    else "name: s\ntrainer: lightning\nmodel: {arch: tiny-detr}\ndata: {root: data}\n"
+                         "input_size: [64, 64]\nsteps: 1\n")
+    result = subprocess.run([sys.executable, "-m", module, str(spec), flag, str(tmp_path / "a_file" / "out")],
+                            capture_output=True, text=True, timeout=300, check=False, cwd=tmp_path)
+    assert result.returncode == 2 and "Traceback" not in result.stderr, result.stderr[-3000:]
+    assert "cannot create the output folder" in result.stderr and not (tmp_path / "data").exists()  # nothing made
+
+
 def test_generator_cli_refuses_a_users_folder(users_coco):
     before = _snapshot(users_coco)
     result = subprocess.run([sys.executable, "-m", "optim.data.synthetic", "--out", str(users_coco), "--splits", "val"],

@@ -45,6 +45,9 @@ def check_model(name: str, spec_path: Path, field: str) -> None:
         return
     if name.count("/") == 1 and not name.startswith((".", "/", "~")):
         return  # a hub id: resolved (from the local cache, or the network) when the run starts
+    if "/" in name or name.startswith((".", "~")):
+        raise OptimError(f"model folder '{name}' does not exist", path=spec_path, field=field,
+                         fix="check the path (relative to the folder you run in), or first run the spec that writes it")
     raise OptimError(f"model '{name}' is not a zoo name, an existing folder or a hub id", path=spec_path, field=field,
                      fix="use one of: " + "; ".join(describe_zoo()))
 

@@ -13,7 +13,18 @@ from typing import Annotated, Literal
 
 from pydantic import Field, model_validator
 
-from optim.spec_types import BatchSize, ImageSize, OutputDir, Seed, SpecPath, Steps, StrictModel, Threads
+from optim.spec_types import (
+    BatchSize,
+    ImageSize,
+    ModelRef,
+    OutputDir,
+    Seed,
+    SpecPath,
+    SplitName,
+    Steps,
+    StrictModel,
+    Threads,
+)
 
 EngineKind = Literal["pytorch", "torch_compile", "onnxruntime", "openvino", "tensorrt", "torch_tensorrt"]
 Precision = Literal["fp32", "fp16", "bf16", "int8"]
@@ -44,9 +55,9 @@ class DataSpec(StrictModel):
 
     dataset: Literal["synthetic", "coco"] = "synthetic"
     root: SpecPath = Path("data/synthetic")
-    eval_split: str = "test"
+    eval_split: SplitName = "test"
     eval_images: int | None = Field(200, ge=1, le=10_000_000, description="first N images of eval_split; null = all")
-    calibration_split: str = "val"
+    calibration_split: SplitName = "val"
     calibration_images: int = Field(64, ge=1, le=10000)
 
     @model_validator(mode="after")
@@ -119,7 +130,7 @@ class DistillStep(StrictModel):
     """Train the current model (student) to match a teacher's matched logits and boxes."""
 
     kind: Literal["distill"]
-    teacher: str = Field("baseline", description="'baseline' or any zoo name / folder / hub id")
+    teacher: ModelRef = Field("baseline", description="'baseline' or any zoo name / folder / hub id")
     steps: Steps = 500
     lr: float = Field(1e-4, gt=0, le=1)
     schedule: Literal["constant", "cosine"] = Field("constant", description="learning rate over the steps; "
@@ -216,7 +227,7 @@ class ExperimentSpec(StrictModel):
 
     name: str = Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]*$", max_length=80)
     description: str = ""
-    model: str = "synth-detr"
+    model: ModelRef = "synth-detr"
     trust_remote_code: bool = False
     allow_missing_weights: bool = Field(False, description="load a checkpoint that lacks tensors the architecture "
                                         "needs (they get random values); off: such a checkpoint is an error")

@@ -19,6 +19,13 @@ class StrictModel(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True, strict=True, allow_inf_nan=False)
 
 
+def _printable(value: str | Path) -> str | Path:
+    """Paths and names hold no control characters (a NUL byte would crash the file system calls)."""
+    if any(ord(char) < 32 for char in str(value)):
+        raise ValueError(f"{str(value)!r} holds a control character; write a plain name or path")
+    return value
+
+
 def _inside_working_folder(path: Path) -> Path:
     """An output folder from a spec stays under the folder the command runs in."""
     if path.is_absolute() or ".." in path.parts:
@@ -28,8 +35,10 @@ def _inside_working_folder(path: Path) -> Path:
     return path
 
 
-SpecPath = Annotated[Path, Strict(False)]
-OutputDir = Annotated[Path, Strict(False), AfterValidator(_inside_working_folder)]
+SpecPath = Annotated[Path, Strict(False), AfterValidator(_printable)]
+OutputDir = Annotated[Path, Strict(False), AfterValidator(_printable), AfterValidator(_inside_working_folder)]
+ModelRef = Annotated[str, Field(min_length=1, max_length=1000), AfterValidator(_printable)]
+SplitName = Annotated[str, Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]*$", max_length=100)]
 Dimension = Annotated[int, Field(ge=16, le=4096)]
 ImageSize = Annotated[tuple[Dimension, Dimension], Strict(False)]
 Seed = Annotated[int, Field(ge=0, le=2**32 - 1, description="random seed (NumPy accepts 0 .. 2**32-1)")]

@@ -7,7 +7,18 @@ from typing import Literal
 
 from pydantic import Field, model_validator
 
-from optim.spec_types import BatchSize, ImageSize, OutputDir, Seed, SpecPath, Steps, StrictModel, Threads
+from optim.spec_types import (
+    BatchSize,
+    ImageSize,
+    ModelRef,
+    OutputDir,
+    Seed,
+    SpecPath,
+    SplitName,
+    Steps,
+    StrictModel,
+    Threads,
+)
 
 __all__ = ["FinetuneSpec", "StrictModel"]
 
@@ -16,9 +27,9 @@ class FinetuneDataSpec(StrictModel):
     """A COCO folder (`root/<split>/` + `root/annotations/instances_<split>.json`)."""
 
     root: SpecPath = Path("data/synthetic")
-    train_split: str = "train"
-    val_split: str = "val"
-    test_split: str | None = "test"
+    train_split: SplitName = "train"
+    val_split: SplitName = "val"
+    test_split: SplitName | None = "test"
     generate: bool = Field(True, description="generate the synthetic data set at `root` if it is missing")
     val_images: int | None = Field(None, ge=1, le=10_000_000, description="evaluate on the first N val images only")
 
@@ -27,7 +38,7 @@ class FinetuneModelSpec(StrictModel):
     """Start from an architecture with random weights (`arch`) or from a zoo model / folder / hub id (`init`)."""
 
     arch: Literal["synth-detr", "tiny-detr", "detr-r50"] | None = "synth-detr"
-    init: str | None = None
+    init: ModelRef | None = None
     allow_missing_weights: bool = Field(False, description="start from an `init` checkpoint that lacks tensors the "
                                         "architecture needs (they get random values); off: that is an error")
     weight_init: Literal["detr", "transformers"] = Field(

@@ -20,10 +20,15 @@ F = "name: t\ntrainer: lightning\n"  # the smallest valid fine-tuning spec
 
 
 def _users_coco(tmp: Path, tiny: Path) -> Path:
-    """A user's own COCO folder (no generator marker, their own files beside the data)."""
+    """A user's own COCO folder (no generator marker, their own annotation info, their own files beside the data).
+    Their `info` matters: other tests' runs may have regenerated `tiny` as the default synthetic data set, which
+    the generator would then recognize as current and only read."""
     root = tmp / "coco"
     shutil.copytree(tiny, root, ignore=shutil.ignore_patterns(MARKER))
     (root / "LICENSE.txt").write_text("mine")
+    for path in (root / "annotations").glob("*.json"):
+        coco = json.loads(path.read_text())
+        path.write_text(json.dumps({**coco, "info": {"description": "my own frames"}}))
     return root
 
 

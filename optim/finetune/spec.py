@@ -20,7 +20,7 @@ from optim.spec_types import (
     Threads,
 )
 
-__all__ = ["FinetuneSpec", "StrictModel"]
+__all__ = ["FinetuneSpec", "StrictModel"]  # StrictModel lived here before optim.spec_types; kept importable
 
 
 class FinetuneDataSpec(StrictModel):

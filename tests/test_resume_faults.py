@@ -25,7 +25,7 @@ SPEC = """
 name: r
 model: {model}
 input_size: [64, 64]
-data: {{dataset: synthetic, root: {root}, eval_split: test, eval_images: {images}, calibration_split: val,
+data: {{dataset: coco, root: {root}, eval_split: test, eval_images: {images}, calibration_split: val,
         calibration_images: 4}}
 batch_sizes: {batches}
 eval_batch_size: 4

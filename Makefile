@@ -21,7 +21,7 @@ run: setup
 	$(PY) -m optim.run $(SPEC)
 
 validate: setup
-	$(PY) -m optim.validate experiments/
+	$(PY) -m optim.validate --specs-only experiments/  # finetune_continue.yaml starts from another run's model
 
 # The report's browser test needs Debian's chromium; install it when we can (root), else that test skips.
 chromium:

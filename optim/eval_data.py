@@ -11,6 +11,7 @@ import torch
 
 from optim.data.coco import CocoDetection, CocoFolder
 from optim.data.synthetic import ensure_dataset
+from optim.errors import OptimError
 from optim.evaluation.coco_eval import coco_metrics
 from optim.evaluation.label_map import label_map_of
 from optim.evaluation.postprocess import Detections, postprocess
@@ -51,12 +52,35 @@ class ExperimentData:
             self.eval_set.image_ids = self.eval_set.image_ids[: spec.eval_images]
         self.calibration_set = CocoDetection(CocoFolder.from_root(spec.root, spec.calibration_split), input_size)
         self.calibration_set.image_ids = self.calibration_set.image_ids[: spec.calibration_images]
+        self._check_memory()
         # Data-set category id of each model label (see `use_labels_of`); by position until a model is given.
         self.label_map: list[int | None] = list(self.eval_set.category_ids)
+
+    def _check_memory(self) -> None:
+        """Refuse, before allocating, a preprocessed data set that would not fit in the memory available: the
+        evaluation images are held twice (batches, and one array for latency examples), calibration once."""
+        import psutil
+
+        per_image = 3 * self.input_size[0] * self.input_size[1] * 4  # float32 (3, H, W)
+        images = 2 * len(self.eval_set) + len(self.calibration_set) + self.batch_size
+        need, available = images * per_image, psutil.virtual_memory().available
+        if need > 0.8 * available:
+            raise OptimError(f"preprocessing {len(self.eval_set)} evaluation and {len(self.calibration_set)} calibration "
+                             f"images at {self.input_size[0]}x{self.input_size[1]} needs about {need / 2**30:.1f} GiB; "
+                             f"this machine has {available / 2**30:.1f} GiB available", field="data.eval_images",
+                             fix="evaluate on fewer images (data.eval_images, data.calibration_images) or a smaller "
+                                 "input_size")
 
     def use_labels_of(self, model, source: str) -> None:
         """Score detections of `model` (a Hugging Face DETR) by its label names; `source` names it in errors."""
         self.label_map = label_map_of(model, self.eval_set, source)
+
+    def preload(self) -> None:
+        """Decode and preprocess the evaluation images now (they are cached): a file that cannot be read, or an
+        empty split, raises its `OptimError` before any variant runs."""
+        if not self.eval_batches:
+            raise OptimError(f"split '{self.spec.eval_split}' has no images", path=self.eval_set.folder.annotations,
+                             field="data.eval_split", fix="evaluate on a split with images")
 
     @cached_property
     def eval_batches(self) -> list[ImageBatch]:

@@ -6,6 +6,7 @@ import argparse
 from pathlib import Path
 
 from optim.cli import quiet_libraries, run_cli
+from optim.preflight import check_experiment_paths
 from optim.spec import ExperimentSpec
 from optim.spec_loading import load_spec
 
@@ -18,6 +19,7 @@ def main(argv: list[str] | None = None, prog: str = "python -m optim.run") -> in
     parser.add_argument("--only", nargs="+", metavar="VARIANT", help="run only these variants (plus the baseline)")
     args = parser.parse_args(argv)
     spec = load_spec(args.spec, ExperimentSpec, defaults={"name": args.spec.stem})
+    check_experiment_paths(spec, args.spec)
     unknown = set(args.only or []) - {v.name for v in spec.all_variants()}
     if unknown:
         parser.error(f"--only names unknown variants {sorted(unknown)}")

@@ -12,10 +12,11 @@ from tqdm import tqdm
 from optim.environment import environment
 from optim.eval_data import ExperimentData, detections_from_json, torch_threads
 from optim.finetune.common import seed_everything
+from optim.fingerprint import baseline_reference, run_fingerprint, variant_fingerprint
 from optim.latency import METHOD_TEXT
 from optim.machine_load import MACHINE_SPEED
 from optim.models.zoo import load_model
-from optim.results import ResultStore, safe_child, write_json_atomic
+from optim.results import ResultStore, disk_full_is_an_error, safe_child, write_json_atomic
 from optim.spec import ExperimentSpec, VariantSpec
 from optim.timing.peak import PEAK_TEXT, measure_peaks, share_of_peak
 from optim.timing.variant_latency import TIMING_TEXT
@@ -36,14 +37,21 @@ def ordered_variants(spec: ExperimentSpec) -> list[VariantSpec]:
 
 def run_experiment(spec: ExperimentSpec, out_dir: Path | None = None, resume: bool = True,
                    only: list[str] | None = None) -> dict:
-    """Measure every variant of `spec` and write results.json, results.csv and index.html to `out_dir`."""
+    """Measure every variant of `spec` and write results.json, results.csv and index.html to `out_dir` (one run
+    per folder at a time; a full disk ends in a clear error with every finished variant kept)."""
     out_dir = out_dir or safe_child(spec.output_dir, spec.name)
     store = ResultStore(out_dir)
+    with disk_full_is_an_error(out_dir), store.locked():
+        return _run_locked(spec, out_dir, store, resume, only)
+
+
+def _run_locked(spec: ExperimentSpec, out_dir: Path, store: ResultStore, resume: bool, only: list[str] | None) -> dict:
     torch_threads(spec.latency.threads)
     seed_everything(spec.seed)  # architecture-only entries get the same random weights in every run
     MACHINE_SPEED.calibrate(seconds=1.0)  # see the machine's fast state before timing anything
     peaks = measure_peaks(spec.latency.threads)
-    loaded = load_model(spec.model, trust_remote_code=spec.trust_remote_code)
+    loaded = load_model(spec.model, trust_remote_code=spec.trust_remote_code,
+                        allow_missing_weights=spec.allow_missing_weights)
     input_size = tuple(spec.input_size or loaded.default_input_size)
     data = ExperimentData(spec.data, input_size, spec.eval_batch_size)
     classes = len(data.eval_set.category_ids)
@@ -51,21 +59,31 @@ def run_experiment(spec: ExperimentSpec, out_dir: Path | None = None, resume: bo
         seed_everything(spec.seed)  # random weights anyway: size the head to the data set, so detections score
         loaded = load_model(spec.model, num_labels=classes, trust_remote_code=spec.trust_remote_code)
     data.use_labels_of(loaded.model, f"model '{spec.model}'")
-    baseline_detections = None
+    data.preload()  # a broken evaluation image stops the run here (exit 2), not inside every variant
+    shared = run_fingerprint(spec, loaded, data, input_size)
+    baseline_detections = baseline = None
     records = []
     compressed: dict = {}  # models after shared prune/distill prefixes, reused across variants
     variants = [v for v in ordered_variants(spec) if not only or v.name in only or v.name == spec.baseline_name]
     for variant in tqdm(variants, desc=f"{spec.name}: variants", unit="variant"):
         resolved = variant.model_dump(mode="json")
-        record = store.finished(variant.name, resolved) if resume else None
+        fingerprint = variant_fingerprint(shared, spec, variant, baseline)
+        record, stale = store.finished(variant.name, fingerprint) if resume else (None, [])
         if record is not None:
             tqdm.write(f"{variant.name}: already measured, kept (delete {store.path_of(variant.name)} to redo)")
         else:
+            if stale:
+                tqdm.write(f"{variant.name}: measuring again, the stored record is stale: {'; '.join(stale[:6])}")
             record = _measure(variant, spec, data, loaded.model, baseline_detections, out_dir, resolved, compressed)
+            record.update(fingerprint=fingerprint, remeasured_because=stale or None)
+            if stale:  # the report's notes say why
+                record["notes"] = [*record.get("notes", []), "measured again: " + "; ".join(stale)]
             store.save(record)
             _print_summary(record)
-        if variant.name == spec.baseline_name and record["status"] == "ok":
-            baseline_detections = detections_from_json(record["detections"])
+        if variant.name == spec.baseline_name:
+            baseline = baseline_reference(record)
+            if record["status"] == "ok":
+                baseline_detections = detections_from_json(record["detections"])
         records.append(record)
     results = _assemble(spec, loaded, input_size, data, records, peaks)
     write_json_atomic(out_dir / "results.json", results)

@@ -13,13 +13,26 @@ from typing import Annotated, Literal
 
 from pydantic import Field, model_validator
 
-from optim.finetune.spec import StrictModel
+from optim.spec_types import (
+    BatchSize,
+    ImageSize,
+    ModelRef,
+    OutputDir,
+    Seed,
+    SpecPath,
+    SplitName,
+    Steps,
+    StrictModel,
+    Threads,
+)
 
 EngineKind = Literal["pytorch", "torch_compile", "onnxruntime", "openvino", "tensorrt", "torch_tensorrt"]
 Precision = Literal["fp32", "fp16", "bf16", "int8"]
 Block = Literal["backbone", "encoder", "decoder", "heads"]
 
 GPU_ENGINES = {"tensorrt", "torch_tensorrt"}
+MAX_BATCH_BYTES = 8 << 30  # one float32 input batch; beyond it a run would swap or be killed before it measures
+SYNTHETIC_SPLITS = ("train", "val", "test")  # optim.data.synthetic's splits (kept here: specs import no generator)
 # Which quantize methods each engine can run; validated at load time.
 METHODS_BY_ENGINE: dict[str, set[str]] = {
     "pytorch": {"torch_dynamic", "inc", "fp16", "bf16"},
@@ -41,10 +54,10 @@ class DataSpec(StrictModel):
     """The evaluation and calibration data: the built-in synthetic set or any COCO folder."""
 
     dataset: Literal["synthetic", "coco"] = "synthetic"
-    root: Path = Path("data/synthetic")
-    eval_split: str = "test"
-    eval_images: int | None = Field(200, ge=1, description="first N images of eval_split; null = all")
-    calibration_split: str = "val"
+    root: SpecPath = Path("data/synthetic")
+    eval_split: SplitName = "test"
+    eval_images: int | None = Field(200, ge=1, le=10_000_000, description="first N images of eval_split; null = all")
+    calibration_split: SplitName = "val"
     calibration_images: int = Field(64, ge=1, le=10000)
 
     @model_validator(mode="after")
@@ -52,19 +65,25 @@ class DataSpec(StrictModel):
         if self.calibration_split == self.eval_split:
             raise ValueError("calibration_split must differ from eval_split (calibration images must never be "
                              "evaluation images); e.g. calibrate on 'val' and evaluate on 'test'")
+        if self.dataset == "synthetic":
+            for field in ("eval_split", "calibration_split"):
+                if getattr(self, field) not in SYNTHETIC_SPLITS:
+                    raise ValueError(f"{field} '{getattr(self, field)}' is not a split of the synthetic data set; "
+                                     f"choose one of {list(SYNTHETIC_SPLITS)} (or set dataset: coco)")
         return self
 
 
 class LatencySpec(StrictModel):
     """How latency is measured: warm-up, then timed iterations bounded by count and time."""
 
-    warmup_iters: int = Field(10, ge=0)
-    min_iters: int = Field(30, ge=1)
-    max_iters: int = Field(300, ge=1)
-    max_seconds: float = Field(8.0, gt=0)
-    steady_wait: float = Field(2.0, ge=0, description="extra time, in multiples of max_seconds, spent waiting for "
+    # Bounds keep a run finite: warm-up and min_iters are run whatever the time, so they stay small.
+    warmup_iters: int = Field(10, ge=0, le=1000)
+    min_iters: int = Field(30, ge=1, le=1000)
+    max_iters: int = Field(300, ge=1, le=100_000)
+    max_seconds: float = Field(8.0, gt=0, le=300, description="timed seconds per batch size, at most")
+    steady_wait: float = Field(2.0, ge=0, le=5, description="extra time, in multiples of max_seconds, spent waiting for "
                                                       "the machine's steady (fast) state when it is slow")
-    threads: int | None = Field(None, ge=1, description="intra-op threads for every engine (default: all cores)")
+    threads: Threads | None = Field(None, description="intra-op threads for every engine (default: all cores)")
     isolate: bool = Field(True, description="time engines that run from a file (ONNX Runtime, OpenVINO) in a clean "
                                             "worker process that loads only that engine")
     reference: bool = Field(True, description="cross-check the first batch size against the engine's own benchmark "
@@ -110,22 +129,22 @@ class PruneStep(StrictModel):
     kind: Literal["prune"]
     method: Literal["channels", "decoder_layers", "encoder_layers", "queries", "heads", "unstructured", "semi_structured_2_4"]
     ratio: float = Field(0.3, gt=0, lt=1, description="channels/heads/unstructured: fraction removed")
-    keep: int | None = Field(None, ge=1, description="layers/queries: how many to keep")
+    keep: int | None = Field(None, ge=1, le=10_000, description="layers/queries: how many to keep")
     importance: Literal["magnitude", "taylor"] = "magnitude"
-    finetune_steps: int = Field(0, ge=0, description="short fine-tuning after pruning, without a teacher")
+    finetune_steps: int = Field(0, ge=0, le=10_000_000, description="short fine-tuning after pruning, without a teacher")
 
 
 class DistillStep(StrictModel):
     """Train the current model (student) to match a teacher's matched logits and boxes."""
 
     kind: Literal["distill"]
-    teacher: str = Field("baseline", description="'baseline' or any zoo name / folder / hub id")
-    steps: int = Field(500, ge=1)
-    lr: float = Field(1e-4, gt=0)
+    teacher: ModelRef = Field("baseline", description="'baseline' or any zoo name / folder / hub id")
+    steps: Steps = 500
+    lr: float = Field(1e-4, gt=0, le=1)
     schedule: Literal["constant", "cosine"] = Field("constant", description="learning rate over the steps; "
                                                     "cosine decays to 10 % of lr at the last step")
-    batch_size: int = Field(16, ge=1)
-    feature_weight: float = Field(0.0, ge=0, description="weight of the encoder-feature MSE term")
+    batch_size: BatchSize = 16
+    feature_weight: float = Field(0.0, ge=0, le=1000, description="weight of the encoder-feature MSE term")
 
 
 Step = Annotated[QuantizeStep | PruneStep | DistillStep, Field(discriminator="kind")]
@@ -219,19 +238,21 @@ class ExperimentSpec(StrictModel):
 
     name: str = Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]*$", max_length=80)
     description: str = ""
-    model: str = "synth-detr"
+    model: ModelRef = "synth-detr"
     trust_remote_code: bool = False
+    allow_missing_weights: bool = Field(False, description="load a checkpoint that lacks tensors the architecture "
+                                        "needs (they get random values); off: such a checkpoint is an error")
     data: DataSpec = DataSpec()
-    input_size: tuple[int, int] | None = Field(None, description="(height, width); default: the model's own")
-    batch_sizes: list[Annotated[int, Field(ge=1, le=256)]] = Field(default_factory=lambda: [1])
-    eval_batch_size: int = Field(8, ge=1)
+    input_size: ImageSize | None = Field(None, description="(height, width); default: the model's own")
+    batch_sizes: list[BatchSize] = Field(default_factory=lambda: [1], min_length=1, max_length=16)
+    eval_batch_size: BatchSize = 8
     baseline: str | None = Field(None, description="variant name; default: the first variant")
-    seed: int = 0
+    seed: Seed = 0
     latency: LatencySpec = LatencySpec()
     profile: ProfileSpec = ProfileSpec()
     variants: list[VariantSpec] = Field(default_factory=list)
     matrix: MatrixSpec | None = None
-    output_dir: Path = Path("reports")
+    output_dir: OutputDir = Path("reports")
 
     @model_validator(mode="after")
     def _variants(self) -> ExperimentSpec:
@@ -243,6 +264,13 @@ class ExperimentSpec(StrictModel):
             raise ValueError(f"variant names must be unique; repeated: {duplicates}")
         if self.baseline is not None and self.baseline not in names:
             raise ValueError(f"baseline '{self.baseline}' is not a variant; choose one of {names}")
+        if self.input_size is not None:
+            largest = max(*self.batch_sizes, self.eval_batch_size) * 3 * self.input_size[0] * self.input_size[1] * 4
+            if largest > MAX_BATCH_BYTES:
+                raise ValueError(f"a batch of {max(*self.batch_sizes, self.eval_batch_size)} images at "
+                                 f"{self.input_size[0]}x{self.input_size[1]} is {largest / 2**30:.1f} GiB of input alone "
+                                 f"(limit {MAX_BATCH_BYTES / 2**30:.0f} GiB); use smaller batch_sizes / eval_batch_size "
+                                 "or input_size")
         return self
 
     def all_variants(self) -> list[VariantSpec]:

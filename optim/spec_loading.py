@@ -5,29 +5,30 @@ from __future__ import annotations
 from pathlib import Path
 from typing import TypeVar
 
-import yaml
 from pydantic import BaseModel, ValidationError
 
 from optim.errors import OptimError
+from optim.yaml_strict import load_yaml_strict
 
 SpecT = TypeVar("SpecT", bound=BaseModel)
 
 
 def read_yaml(path: Path) -> dict:
-    """`yaml.safe_load` of a mapping, with clear errors for a missing file or invalid YAML."""
+    """The spec's YAML mapping, read strictly (`optim.yaml_strict`), with clear errors for a missing file,
+    invalid YAML, duplicate keys, a binary or non-UTF-8 file, or one too large or too deep."""
     path = Path(path)
     if not path.is_file():
-        raise OptimError("spec file not found", path=path, fix="check the path")
-    try:
-        data = yaml.safe_load(path.read_text())
-    except yaml.YAMLError as error:
-        mark = getattr(error, "problem_mark", None)
-        where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
-        raise OptimError(f"invalid YAML{where}: {getattr(error, 'problem', error)}", path=path,
-                         fix="fix the YAML syntax (indentation, colons, quotes)") from error
+        raise OptimError("spec file not found" if not path.exists() else "not a file", path=path, fix="check the path")
+    data = load_yaml_strict(path)
     if not isinstance(data, dict):
         raise OptimError("a spec must be a YAML mapping (key: value)", path=path, fix="see the manual's spec reference (docs/spec.md)")
     return data
+
+
+# A quoted value is never converted: say how to write it instead.
+TYPE_HINTS = {"bool_type": "write true or false without quotes", "int_type": "write a whole number without quotes",
+              "float_type": "write a number without quotes", "int_from_float": "write a whole number",
+              "finite_number": "write a finite number"}
 
 
 def format_validation_error(error: ValidationError, path: Path) -> str:
@@ -38,8 +39,8 @@ def format_validation_error(error: ValidationError, path: Path) -> str:
         message = problem["msg"]
         if problem["type"] == "extra_forbidden":
             message = "unknown key (typo?); remove it or see the manual's spec reference (docs/spec.md)"
-        elif problem["type"] in ("literal_error", "union_tag_invalid"):
-            message = f"{message}"
+        elif problem["type"] in TYPE_HINTS and isinstance(problem.get("input"), str):
+            message = f"{message}, got the string {problem['input']!r}; {TYPE_HINTS[problem['type']]}"
         lines.append(f"{path}: field '{field}': {message}")
     return "\n".join(lines)
 

@@ -110,7 +110,8 @@ def run_variant(variant: VariantSpec, spec: ExperimentSpec, data: ExperimentData
         with tqdm(total=len(data.eval_set), desc=f"{variant.name}: accuracy", unit="img", leave=False) as bar:
             detections = predict(engine.infer, data.eval_batches, spec.eval_batch_size, bar)
         accuracy = data.score(detections)
-        accuracy["fidelity"] = fidelity(baseline_detections, detections) if baseline_detections else 1.0
+        is_baseline = variant.name == spec.baseline_name  # without a baseline's detections: no fidelity (n/a)
+        accuracy["fidelity"] = 1.0 if is_baseline else fidelity(baseline_detections, detections) if baseline_detections else None
         accuracy["images"] = len(detections)
 
         synchronize = _synchronizer(variant)

@@ -23,16 +23,16 @@ warmup_steps: 1
 eval_every: 2
 save_every: {save_every}
 threads: 1
-output_dir: {out}
+output_dir: runs
 """
 
 
 def _finetune(tmp_path, root, trainer: str, steps: int, extra: str = "", save_every: int = 2) -> subprocess.CompletedProcess:
     spec = tmp_path / f"{trainer}.yaml"
-    spec.write_text(SPEC.format(trainer=trainer, root=root, steps=steps, save_every=save_every, out=tmp_path / "runs")
+    spec.write_text(SPEC.format(trainer=trainer, root=root, steps=steps, save_every=save_every)
                     + extra)
     return subprocess.run([sys.executable, "-m", "optim.finetune", str(spec)], capture_output=True, text=True,
-                          timeout=600, check=False)
+                          timeout=600, check=False, cwd=tmp_path)
 
 
 @pytest.mark.slow
@@ -82,7 +82,7 @@ def test_moving_average_is_evaluated_exported_and_resumed(tmp_path, tiny_dataset
 
 def test_unknown_trainer_is_a_clear_error(tmp_path, tiny_dataset_root):
     spec = tmp_path / "bad.yaml"
-    spec.write_text(SPEC.format(trainer="keras", root=tiny_dataset_root, steps=1, save_every=2, out=tmp_path))
+    spec.write_text(SPEC.format(trainer="keras", root=tiny_dataset_root, steps=1, save_every=2))
     result = subprocess.run([sys.executable, "-m", "optim.finetune", str(spec)], capture_output=True, text=True,
                             check=False)
     assert result.returncode == 2 and "trainer" in result.stderr and "Traceback" not in result.stderr

@@ -345,7 +345,7 @@ batch_sizes: [1, 2]
 eval_batch_size: 4
 latency: {{warmup_iters: 2, min_iters: 5, max_iters: 20, max_seconds: 1}}
 profile: {{stages: false}}
-output_dir: {tmp_path / "reports"}
+output_dir: reports
 variants:
   - {{name: pytorch-fp32, engine: {{kind: pytorch, device: cuda}}}}
   - {{name: pytorch-fp16-graphs, steps: [{{kind: quantize, method: fp16}}],
@@ -355,7 +355,7 @@ variants:
       engine: {{kind: tensorrt, device: cuda}}}}
 """)
         result = subprocess.run([sys.executable, "-m", "optim.run", str(spec)], capture_output=True, text=True,
-                                timeout=900, check=False)
+                                timeout=900, check=False, cwd=tmp_path)
         assert result.returncode == 0, result.stderr[-3000:]
         results = json.loads((tmp_path / "reports" / "gpu-e2e" / "results.json").read_text())
         for variant in results["variants"]:

@@ -83,12 +83,12 @@ data: {{dataset: coco, root: {root}, eval_split: test, eval_images: 8, calibrati
 batch_sizes: [1]
 latency: {{warmup_iters: 1, min_iters: 2, max_iters: 3, max_seconds: 0.2, threads: 1}}
 profile: {{stages: false}}
-output_dir: {tmp_path / "reports"}
+output_dir: reports
 variants:
   - {{name: pytorch-fp32, engine: {{kind: pytorch}}}}
 """)
     result = subprocess.run([sys.executable, "-m", "optim.run", str(spec)], capture_output=True, text=True,
-                            timeout=300, check=False)
+                            timeout=300, check=False, cwd=tmp_path)
     assert result.returncode == 0, result.stderr[-3000:]
     results = json.loads((tmp_path / "reports" / "three" / "results.json").read_text())
     assert results["model"]["classes"] == 3

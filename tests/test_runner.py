@@ -17,7 +17,7 @@ batch_sizes: [1, 2]
 eval_batch_size: 4
 latency: {{warmup_iters: 1, min_iters: 3, max_iters: 10, max_seconds: 0.5, threads: 1, reference_seconds: 0.5}}
 profile: {{stages: false}}
-output_dir: {out}
+output_dir: reports
 variants:
   - name: pytorch-fp32
     engine: {{kind: pytorch}}
@@ -33,14 +33,14 @@ variants:
 
 def _run(spec_path, *args):
     return subprocess.run([sys.executable, "-m", "optim.run", str(spec_path), *args], capture_output=True, text=True,
-                          timeout=600, check=False)
+                          timeout=600, check=False, cwd=spec_path.parent)
 
 
 @pytest.fixture(scope="module")
 def first_run(tmp_path_factory, tiny_dataset_root):
     tmp = tmp_path_factory.mktemp("e2e")
     spec_path = tmp / "e2e.yaml"
-    spec_path.write_text(SPEC.format(root=tiny_dataset_root, out=tmp / "reports"))
+    spec_path.write_text(SPEC.format(root=tiny_dataset_root))
     result = _run(spec_path)
     return spec_path, tmp / "reports" / "e2e", result
 

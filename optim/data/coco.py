@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import contextlib
 import io
-import json
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -17,6 +16,7 @@ import torch
 from PIL import Image
 
 from optim.data.transforms import preprocess_image
+from optim.data.validation import read_coco_json
 from optim.errors import OptimError
 
 
@@ -41,29 +41,24 @@ class CocoDetection(torch.utils.data.Dataset):
                  hflip: bool = False):
         from pycocotools.coco import COCO
 
+        root = folder.annotations.parent.parent
+        if root.exists() and not root.is_dir():
+            raise OptimError("the data root is a file, not a folder", path=root, field="data.root",
+                             fix="point data.root at a COCO folder (<root>/annotations/instances_<split>.json)")
         if not folder.annotations.is_file():
             raise OptimError("annotation file not found", path=folder.annotations,
                              fix="generate the data set (python -m optim.data.synthetic) or point the spec at a COCO folder")
-        try:
-            with contextlib.redirect_stdout(io.StringIO()):
-                self.coco = COCO(str(folder.annotations))
-        except (json.JSONDecodeError, KeyError, TypeError) as error:
-            raise OptimError(f"not a valid COCO instances file ({error})", path=folder.annotations,
-                             fix="check the file is COCO detection JSON with images, annotations and categories") from error
+        data = read_coco_json(folder.annotations)  # checked: ids, boxes and categories (optim.data.validation)
+        with contextlib.redirect_stdout(io.StringIO()):
+            self.coco = COCO()
+            self.coco.dataset = data
+            self.coco.createIndex()
         self.folder = folder
         self.input_size = input_size
         self.hflip = hflip
         self.category_ids = sorted(self.coco.getCatIds())
         self.label_of_category = {cat: label for label, cat in enumerate(self.category_ids)}
-        self._check_categories()
         self.image_ids = list(image_ids) if image_ids is not None else sorted(self.coco.getImgIds())
-
-    def _check_categories(self) -> None:
-        unknown = {a["category_id"] for a in self.coco.dataset.get("annotations", [])} - set(self.category_ids)
-        if unknown:
-            raise OptimError(f"annotations use category ids {sorted(unknown)} that are not in 'categories'",
-                             path=self.folder.annotations, field="annotations[].category_id",
-                             fix="add the missing ids to 'categories' or drop those annotations")
 
     @property
     def label_names(self) -> list[str]:
@@ -79,8 +74,19 @@ class CocoDetection(torch.utils.data.Dataset):
         if not path.is_file():
             raise OptimError(f"image of image id {image_id} not found", path=path,
                              fix=f"check that the images of {self.folder.annotations.name} are in {self.folder.images}")
-        with Image.open(path) as image:
-            return image.convert("RGB")
+        try:
+            with Image.open(path) as image:
+                rgb = image.convert("RGB")
+        except (OSError, SyntaxError, ValueError, Image.DecompressionBombError) as error:
+            raise OptimError(f"image of image id {image_id} cannot be decoded ({type(error).__name__}: {error})",
+                             path=path, fix="replace the file with a readable image, or drop the image from the "
+                                             "annotation file") from error
+        info = self.coco.imgs[image_id]
+        if (info.get("width"), info.get("height")) not in ((None, None), (rgb.width, rgb.height)):
+            raise OptimError(f"image id {image_id} is {rgb.width}x{rgb.height} pixels but the annotation file says "
+                             f"{info.get('width')}x{info.get('height')}: its boxes would be scored in the wrong frame",
+                             path=path, fix=f"correct width/height of image id {image_id} in {self.folder.annotations}")
+        return rgb
 
     def target(self, image_id: int, width: int, height: int, flip: bool = False) -> dict[str, torch.Tensor]:
         """DETR training target of one image."""

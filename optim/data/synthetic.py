@@ -21,12 +21,18 @@ from typing import ClassVar
 import numpy as np
 from PIL import Image, ImageDraw, ImageFilter
 
+from optim.atomic import write_text_atomic
+from optim.errors import OptimError
+
 CATEGORIES = [
     {"id": 1, "name": "car", "supercategory": "vehicle"},
     {"id": 2, "name": "truck", "supercategory": "vehicle"},
     {"id": 3, "name": "person", "supercategory": "person"},
     {"id": 4, "name": "sign", "supercategory": "outdoor"},
 ]
+DESCRIPTION = "optim synthetic video-analytics data set"
+# Written into every folder the generator creates or adopts: it writes (and deletes its old frames) only there.
+MARKER = ".optim-synthetic"
 
 
 @dataclass(frozen=True)
@@ -166,6 +172,7 @@ def _render_clip(rng: np.random.Generator, size: int, split_spec: SplitSpec):
 
 def generate_split(out_dir: Path, split: str, spec: SyntheticSpec) -> Path:
     """Write `out_dir/<split>/*.jpg` and `out_dir/annotations/instances_<split>.json`; return the json path."""
+    claim_folder(out_dir)
     split_spec = spec.splits[split]
     split_seed = spec.seed * 1000 + sorted(spec.splits).index(split)
     rng = np.random.default_rng(split_seed)
@@ -187,8 +194,8 @@ def generate_split(out_dir: Path, split: str, spec: SyntheticSpec) -> Path:
     ann_dir = out_dir / "annotations"
     ann_dir.mkdir(parents=True, exist_ok=True)
     ann_file = ann_dir / f"instances_{split}.json"
-    info = {"description": "optim synthetic video-analytics data set", **_split_identity(spec, split)}
-    ann_file.write_text(json.dumps({"info": info, "images": images, "annotations": annotations,
+    info = {"description": DESCRIPTION, **_split_identity(spec, split)}
+    write_text_atomic(ann_file, json.dumps({"info": info, "images": images, "annotations": annotations,
                                     "categories": CATEGORIES}))
     return ann_file
 
@@ -199,13 +206,98 @@ def _split_identity(spec: SyntheticSpec, split: str) -> dict:
             **asdict(spec.splits[split])}
 
 
+def _info_of(ann_file: Path) -> dict | None:
+    """The `info` of an annotation file, or None when it is missing or not a JSON object."""
+    try:
+        with ann_file.open("rb") as handle:
+            data = json.load(handle)
+    except (OSError, ValueError):
+        return None
+    info = data.get("info") if isinstance(data, dict) else None
+    return info if isinstance(info, dict) else None
+
+
+def _is_legacy_folder(root: Path) -> bool:
+    """Whether `root` holds exactly what a generator without markers wrote: `annotations/instances_<split>.json`
+    made by it, and split folders of its `clip*_frame*.jpg` frames, nothing else."""
+    splits = {"train", "val", "test"}
+    entries = {entry.name: entry for entry in root.iterdir()}
+    annotations = entries.get("annotations")
+    if annotations is None or not set(entries) <= splits | {"annotations"} or not annotations.is_dir():
+        return False
+    for ann_file in annotations.iterdir():
+        name = ann_file.name
+        if not (name.startswith("instances_") and name.endswith(".json") and name[10:-5] in splits):
+            return False
+        if (_info_of(ann_file) or {}).get("description") != DESCRIPTION:
+            return False
+    return all(entries[split].is_dir() and all(f.match("clip*_frame*.jpg") for f in entries[split].iterdir())
+               for split in splits & set(entries))
+
+
+def _refusal(root: Path) -> OptimError | None:
+    """Why the generator may not write into `root`, or None when it may: `root` is new, empty, marked as the
+    generator's (`MARKER`), or holds only an unmarked earlier generation of this data set. Any other folder
+    holds someone's own files (e.g. a COCO data set), which generating would replace or delete."""
+    if (root / MARKER).is_file():
+        return None
+    if root.exists() and not root.is_dir():
+        return OptimError("the data root is a file, not a folder", path=root, field="data.root",
+                          fix="point data.root at a folder (a new one for the synthetic data set)")
+    if root.is_dir() and any(root.iterdir()) and not _is_legacy_folder(root):
+        return OptimError(f"refusing to generate the synthetic data set here: the folder holds files the generator "
+                          f"did not write (it has no {MARKER} marker), and generating would replace or delete them",
+                          path=root, field="data.root",
+                          fix="point data.root (or --out) at a new or empty folder; to use the data already in this "
+                              "folder as it is, set data.dataset: coco (experiments) or data.generate: false "
+                              "(fine-tuning)")
+    return None
+
+
+def claim_folder(root: Path) -> None:
+    """Make sure the generator may write into `root` (see `_refusal`) and mark it as the generator's, else raise
+    `OptimError` and change nothing."""
+    root = Path(root)
+    refusal = _refusal(root)
+    if refusal is not None:
+        raise refusal
+    root.mkdir(parents=True, exist_ok=True)
+    write_text_atomic(root / MARKER, "Written by optim.data.synthetic: this folder holds a generated data set, "
+                                     "which the generator may replace.\n")
+
+
 def _is_current(ann_file: Path, spec: SyntheticSpec, split: str) -> bool:
     """Whether `ann_file` exists and was generated with `spec` (an older version or other parameters: no)."""
-    if not ann_file.exists():
-        return False
-    with ann_file.open() as handle:
-        info = json.load(handle).get("info", {})
-    return all(info.get(key) == value for key, value in _split_identity(spec, split).items())
+    info = _info_of(ann_file)
+    return info is not None and all(info.get(key) == value for key, value in _split_identity(spec, split).items())
+
+
+def _check_splits(out_dir: Path, splits: tuple[str, ...], spec: SyntheticSpec) -> None:
+    unknown = [split for split in splits if split not in spec.splits]
+    if unknown:
+        raise OptimError(f"split(s) {unknown} are not splits of the synthetic data set", path=out_dir,
+                         fix=f"choose from {sorted(spec.splits)}, or use dataset: coco for your own splits")
+
+
+def check_writable(out_dir: Path, splits: tuple[str, ...] = ("train", "val", "test"),
+                   spec: SyntheticSpec | None = None, new_folder_anywhere: bool = True) -> None:
+    """Raise the `OptimError` that `ensure_dataset` would, without writing anything. Without
+    `new_folder_anywhere` (a path from a spec, not the command line), a folder that does not exist yet (or is
+    empty) must also lie under the working folder: a spec may not make the generator write just anywhere."""
+    spec = spec or SyntheticSpec()
+    out_dir = Path(out_dir)
+    _check_splits(out_dir, splits, spec)
+    if all(_is_current(out_dir / "annotations" / f"instances_{split}.json", spec, split) for split in splits):
+        return
+    refusal = _refusal(out_dir)
+    if refusal is not None:
+        raise refusal
+    is_new = not out_dir.is_dir() or not any(out_dir.iterdir())
+    if is_new and not new_folder_anywhere and (out_dir.is_absolute() or ".." in out_dir.parts):
+        raise OptimError("the synthetic data set would be generated in a new folder outside the working folder",
+                         path=out_dir, field="data.root",
+                         fix=f"use a relative data.root without '..', or generate it there explicitly first: "
+                             f"python -m optim.data.synthetic --out {out_dir}")
 
 
 def ensure_dataset(out_dir: Path, splits: tuple[str, ...] = ("train", "val", "test"),
@@ -213,6 +305,7 @@ def ensure_dataset(out_dir: Path, splits: tuple[str, ...] = ("train", "val", "te
     """Generate the splits under `out_dir` that are missing or were generated with other parameters (an older
     version of this generator, another seed or size) and return `out_dir`."""
     spec = spec or SyntheticSpec()
+    _check_splits(Path(out_dir), splits, spec)
     for split in splits:
         if not _is_current(out_dir / "annotations" / f"instances_{split}.json", spec, split):
             generate_split(out_dir, split, spec)
@@ -229,6 +322,7 @@ def main(argv: list[str] | None = None, prog: str = "python -m optim.data.synthe
     for split in args.splits:
         if split not in spec.splits:
             parser.error(f"unknown split {split!r}; choose from {sorted(spec.splits)}")
+    for split in args.splits:
         start = time.perf_counter()
         ann_file = generate_split(args.out, split, spec)
         print(f"{split}: wrote {ann_file} in {time.perf_counter() - start:.1f}s")
@@ -236,4 +330,6 @@ def main(argv: list[str] | None = None, prog: str = "python -m optim.data.synthe
 
 
 if __name__ == "__main__":
-    raise SystemExit(main())
+    from optim.cli import run_cli
+
+    run_cli(main)

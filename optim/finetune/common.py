@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import random
 import time
 from dataclasses import dataclass
@@ -11,6 +10,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from optim.atomic import write_json_atomic
 from optim.data.coco import CocoDetection, CocoFolder, collate_detection
 from optim.data.synthetic import ensure_dataset
 from optim.evaluation.evaluate import evaluate_pytorch
@@ -65,7 +65,7 @@ def build_model(spec: FinetuneSpec, label_names: list[str]):
         if spec.model.weight_init == "detr":
             init_like_original_detr(model)
     else:
-        model = load_model(spec.model.init).model
+        model = load_model(spec.model.init, allow_missing_weights=spec.model.allow_missing_weights).model
     model.config.id2label = dict(enumerate(label_names))
     model.config.label2id = {name: i for i, name in enumerate(label_names)}
     _set_loss_weights(model.config, spec.loss)
@@ -151,13 +151,12 @@ def export_final(model, spec: FinetuneSpec, data: TrainingData, out_dir: Path, t
     model_dir = out_dir / "model"
     model = unwrap(model).eval().to(memory_format=torch.contiguous_format)  # safetensors stores contiguous tensors
     model.save_pretrained(model_dir, safe_serialization=True)
-    (model_dir / "optim.json").write_text(json.dumps({"input_size": list(spec.input_size),
-                                                      "labels": data.train.label_names}, indent=2))
+    write_json_atomic(model_dir / "optim.json", {"input_size": list(spec.input_size), "labels": data.train.label_names})
     metrics = {"val": evaluate_pytorch(model, data.val)}
     if data.test is not None:
         metrics["test"] = evaluate_pytorch(model, data.test)
     metrics.update({"train_seconds": round(train_seconds, 1), "steps": spec.steps, "trainer": spec.trainer,
                     "threads": torch.get_num_threads(),
                     "params": sum(p.numel() for p in model.parameters()), "finished": time.strftime("%Y-%m-%d %H:%M:%S")})
-    (out_dir / "metrics.json").write_text(json.dumps(metrics, indent=2))
+    write_json_atomic(out_dir / "metrics.json", metrics)
     return metrics

@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import pickle
 import time
 from pathlib import Path
 
 import torch
 
+from optim.errors import OptimError
 from optim.evaluation.evaluate import evaluate_pytorch
 from optim.finetune.common import TrainingData, collate_for_training, export_final, lr_lambda, wrap_for_training
 from optim.finetune.spec import FinetuneSpec
@@ -62,8 +64,13 @@ def train_lightning(spec: FinetuneSpec, model, data: TrainingData, out_dir: Path
     if last.exists():
         print(f"resuming from {last}")
     start = time.perf_counter()
-    # Lightning checkpoints hold optimizer state (pickled); they are written by this run itself, and the
-    # exported model is safetensors only.
-    trainer.fit(DetrModule(), train_loader, val_loader, ckpt_path=str(last) if last.exists() else None,
-                weights_only=False)
+    # Lightning checkpoints are pickles: resume with weights_only=True, which loads tensors, numbers and
+    # containers only and refuses any other object, so a planted last.ckpt cannot run code.
+    try:
+        trainer.fit(DetrModule(), train_loader, val_loader, ckpt_path=str(last) if last.exists() else None,
+                    weights_only=True)
+    except pickle.UnpicklingError as error:
+        raise OptimError(f"refusing to resume from a checkpoint holding objects other than weights ({error})"[:600],
+                         path=last, fix="delete the file to start over, or resume from a checkpoint this lab wrote") \
+            from error
     return export_final(model, spec, data, out_dir, time.perf_counter() - start)

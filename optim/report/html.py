@@ -17,6 +17,7 @@ from typing import NamedTuple
 from jinja2 import Environment, PackageLoader, StrictUndefined
 from markupsafe import Markup
 
+from optim.atomic import write_text_atomic
 from optim.machine_load import BUSY_WARNING
 from optim.report import fmt
 from optim.report.agreement import agreement_context
@@ -317,5 +318,5 @@ def write_report(results: dict, out_dir: Path) -> Path:
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     path = out_dir / "index.html"
-    path.write_text(render_report(results, out_dir), encoding="utf-8")
+    write_text_atomic(path, render_report(results, out_dir))
     return path

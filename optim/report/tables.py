@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import csv
+import io
 from pathlib import Path
 
+from optim.atomic import write_text_atomic
 from optim.report.summary import delta_points, find_baseline, is_ok, latency_by_batch, speedup
 
 LATENCY_FIELDS = ["p50_ms", "p90_ms", "p99_ms", "mean_ms", "std_ms", "min_ms", "iters", "throughput_ips"]
@@ -62,9 +64,10 @@ def write_tables(results: dict, out_dir: Path) -> Path:
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     path = out_dir / "results.csv"
-    with path.open("w", newline="") as handle:
-        writer = csv.DictWriter(handle, fieldnames=FIELDS, extrasaction="ignore")
-        writer.writeheader()
-        for row in _rows(results):
-            writer.writerow({key: ("" if value is None else value) for key, value in row.items()})
+    text = io.StringIO(newline="")
+    writer = csv.DictWriter(text, fieldnames=FIELDS, extrasaction="ignore")
+    writer.writeheader()
+    for row in _rows(results):
+        writer.writerow({key: ("" if value is None else value) for key, value in row.items()})
+    write_text_atomic(path, text.getvalue())
     return path

@@ -15,6 +15,7 @@ from pathlib import Path
 
 import numpy as np
 
+from optim.errors import OptimError
 from optim.spec import EngineSpec, QuantizeStep
 
 
@@ -51,6 +52,15 @@ class Engine(ABC):
     @abstractmethod
     def build(self, model, quantize: QuantizeStep | None, context: BuildContext) -> BuildInfo:
         """Prepare `model` (a float `DetrForObjectDetection`, eval mode) for inference, applying `quantize`."""
+
+    def artifact_in(self, workdir: Path, quantize: QuantizeStep | None) -> Path | None:
+        """The file `build` writes into `workdir` for this quantize step; None when it runs in memory."""
+        return None
+
+    def load(self, artifact: Path, quantize: QuantizeStep | None, threads: int | None = None) -> None:
+        """Run an artifact an earlier `build` wrote, as built: no export, no quantization."""
+        raise OptimError(f"engine '{self.kind}' keeps its model in memory: there is no built artifact to load",
+                         path=artifact, fix="choose a variant that runs on onnxruntime or openvino")
 
     @abstractmethod
     def infer(self, pixel_values: np.ndarray) -> tuple[np.ndarray, np.ndarray]:

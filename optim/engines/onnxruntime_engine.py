@@ -155,6 +155,17 @@ class OnnxRuntimeEngine(Engine):
         raise OptimError(f"quantize method '{step.method}' cannot run on engine 'onnxruntime'",
                          field="steps.quantize.method", fix="use ort_static, ort_dynamic or fp16")
 
+    def artifact_in(self, workdir: Path, quantize: QuantizeStep | None) -> Path:
+        return Path(workdir) / (ARTIFACT_NAMES[quantize.method] if quantize else "model.onnx")
+
+    def load(self, artifact: Path, quantize: QuantizeStep | None, threads: int | None = None) -> None:
+        if not Path(artifact).is_file():
+            raise OptimError("the variant's ONNX file is missing", path=artifact,
+                             fix="run the experiment again (python -m optim.run SPEC) to rebuild it")
+        self.model_path = Path(artifact)
+        self.session = create_session(self.model_path, resolve_providers(list(self.spec.providers), self.spec.device),
+                                      threads)
+
     def infer(self, pixel_values: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         if self.session is None:
             raise RuntimeError("OnnxRuntimeEngine.infer called before build() or after close()")

@@ -6,6 +6,7 @@ from __future__ import annotations
 import time
 from collections import Counter
 from collections.abc import Collection
+from pathlib import Path
 
 import numpy as np
 
@@ -86,6 +87,25 @@ class OpenVinoEngine(Engine):
         notes.append(f"inference precision {precision}; compute layers by runtime precision: "
                      f"{executed_precisions(self.compiled)}")
         return BuildInfo(build_seconds=time.perf_counter() - start, artifact=artifact, notes=notes)
+
+    def artifact_in(self, workdir: Path, quantize: QuantizeStep | None) -> Path:
+        return Path(workdir) / "model.xml"
+
+    def load(self, artifact: Path, quantize: QuantizeStep | None, threads: int | None = None) -> None:
+        ov = _import_openvino()
+        core = ov.Core()
+        precision = self._inference_precision(core, quantize)
+        if not (Path(artifact).is_file() and Path(artifact).with_suffix(".bin").is_file()):
+            raise OptimError("the variant's OpenVINO IR (model.xml + model.bin) is missing", path=artifact,
+                             fix="run the experiment again (python -m optim.run SPEC) to rebuild it")
+        try:
+            self.ov_model = core.read_model(str(artifact))
+        except RuntimeError as error:
+            raise OptimError(f"OpenVINO cannot read the IR ({error})", path=artifact,
+                             fix="delete the variant's artifacts folder and run the experiment again") from error
+        self.compiled = core.compile_model(self.ov_model, "CPU", self._config(ov, precision, threads))
+        self._check_precision_applied(precision, quantize.method if quantize else None)
+        self.request = self.compiled.create_infer_request()
 
     @staticmethod
     def _inference_precision(core, quantize: QuantizeStep | None) -> str:

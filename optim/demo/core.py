@@ -23,6 +23,7 @@ from optim.evaluation.postprocess import Detections
 
 SYNTHETIC_FPS = 10.0
 SYNTHETIC_SIZE = 128
+SAMPLE_SEED = 3  # a clip whose first frame holds a truck and a sign: what the apps show before any upload
 
 
 @dataclass
@@ -179,3 +180,8 @@ class DemoCore:
             changed = sum(1 for row in rows if row["differing"])
             parts.append(f"frames where the detections differ: {changed} of {len(rows)}")
         return "\n\n".join(parts)
+
+
+def sample_image() -> Image.Image:
+    """The image the apps annotate before anything is uploaded: the first frame of a built-in synthetic clip."""
+    return synthetic_frames(SAMPLE_SEED, 1)[0]

@@ -1,0 +1,154 @@
+"""The Gradio demo: `python -m optim.demo.gradio_app [--report reports/int8 --variant V --compare W]`.
+
+Tabs for an image (upload, webcam or the built-in sample), two variants side by side, and video (upload or a
+synthetic clip) with an annotated MP4 to download. Every handler calls `optim.demo.core`; user mistakes come
+back as a message in the app (gr.Error), never a traceback. The `/detect` and `/compare` endpoints also
+return the detections as JSON for API clients (gradio_client)."""
+
+from __future__ import annotations
+
+import html
+import os
+import tempfile
+from functools import wraps
+from pathlib import Path
+
+from optim.cli import run_cli
+from optim.demo.core import DemoCore, sample_image, synthetic_frames
+from optim.demo.options import demo_parser
+from optim.demo.uploads import MAX_UPLOAD_BYTES, open_video, read_image
+from optim.errors import MissingExtraError, OptimError
+
+SINGLE = "(none: one detector)"
+
+
+def _import_gradio():
+    os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")  # no telemetry or version check: offline
+    try:
+        import gradio
+    except ImportError as error:
+        raise MissingExtraError("gradio", "demo", "The Gradio demo") from error
+    return gradio
+
+
+def _user_errors(handler):
+    """Turn an OptimError into a gr.Error: the app shows its message (escaped: it may quote a file name)."""
+
+    @wraps(handler)
+    def wrapped(*args, **kwargs):
+        try:
+            return handler(*args, **kwargs)
+        except OptimError as error:
+            import gradio as gr
+
+            raise gr.Error(html.escape(str(error)), print_exception=False) from error
+
+    return wrapped
+
+
+def _image_of(upload: str | None, webcam):
+    """The uploaded file, else the webcam snapshot, else the built-in sample frame."""
+    if upload:
+        return read_image(upload, Path(upload).name)
+    return webcam.convert("RGB") if webcam is not None else sample_image()
+
+
+def build_app(core: DemoCore):
+    """The Blocks app over `core` (not launched)."""
+    gr = _import_gradio()
+    first, second = core.default_pair
+
+    @_user_errors
+    def detect(label, upload, webcam, threshold):
+        outcome = core.detect_image(label, _image_of(upload, webcam), threshold)
+        return outcome.image, outcome.summary, outcome.boxes[label]
+
+    @_user_errors
+    def compare(label_a, label_b, upload, webcam, threshold):
+        outcome = core.compare_image((label_a, label_b), _image_of(upload, webcam), threshold)
+        return outcome.image, outcome.summary, outcome.boxes
+
+    @_user_errors
+    def video(label_a, label_b, source, upload, seed, length, threshold, progress=gr.Progress()):  # noqa: B008 -- how Gradio injects it
+        if source == "upload":
+            if not upload:
+                raise OptimError("no video uploaded", fix="upload a video, or choose the synthetic clip")
+            info, frames = open_video(upload, Path(upload).name)
+            fps, total = info.fps, None
+        else:
+            frames, fps, total = synthetic_frames(int(seed), int(length)), 10.0, int(length)
+        labels = [label_a] if label_b == SINGLE else [label_a, label_b]
+        out = Path(tempfile.mkdtemp(prefix="optim-demo-")) / "annotated.mp4"
+        outcome = core.annotate_video(labels, frames, fps, threshold, out,
+                                      lambda done: progress((done, total), desc="frames", unit="frames"))
+        import pandas
+
+        return str(outcome.path), str(outcome.path), outcome.summary, pandas.DataFrame(outcome.rows)
+
+    with gr.Blocks(title="DETR optimization lab — demo", analytics_enabled=False) as app:
+        gr.Markdown("## DETR optimization lab — see the variants detect\nUpload an image or video, use the webcam, "
+                    "or keep the built-in synthetic frame. Boxes show the class name and score.")
+        with gr.Tab("Image"):
+            with gr.Row():
+                with gr.Column():
+                    label = gr.Dropdown(core.labels, value=first, label="Detector")
+                    upload = gr.File(label="Image file", type="filepath")
+                    webcam = gr.Image(sources=["webcam"], type="pil", label="…or the webcam")
+                    threshold = gr.Slider(0.05, 0.95, value=0.5, step=0.05, label="Score threshold")
+                    button = gr.Button("Detect", variant="primary")
+                with gr.Column():
+                    annotated = gr.Image(type="pil", label="Detections", format="png")
+                    summary = gr.Markdown()
+                    boxes = gr.JSON(label="Detections (JSON)")
+            inputs, outputs = [label, upload, webcam, threshold], [annotated, summary, boxes]
+            button.click(detect, inputs, outputs, api_name="detect")
+            app.load(detect, inputs, outputs, api_visibility="private")
+        with gr.Tab("Side by side"):
+            with gr.Row():
+                label_a = gr.Dropdown(core.labels, value=first, label="Left")
+                label_b = gr.Dropdown(core.labels, value=second, label="Right")
+            with gr.Row():
+                upload2 = gr.File(label="Image file", type="filepath")
+                webcam2 = gr.Image(sources=["webcam"], type="pil", label="…or the webcam")
+                threshold2 = gr.Slider(0.05, 0.95, value=0.5, step=0.05, label="Score threshold")
+            button2 = gr.Button("Compare", variant="primary")
+            pair = gr.Image(type="pil", label="Side by side (magenta: detections the other variant lacks)",
+                            format="png")
+            summary2 = gr.Markdown()
+            boxes2 = gr.JSON(label="Detections of each (JSON)")
+            button2.click(compare, [label_a, label_b, upload2, webcam2, threshold2], [pair, summary2, boxes2],
+                          api_name="compare")
+        with gr.Tab("Video"):
+            with gr.Row():
+                video_a = gr.Dropdown(core.labels, value=first, label="Detector")
+                video_b = gr.Dropdown([SINGLE, *core.labels], value=second if second != first else SINGLE,
+                                      label="Side by side with")
+            with gr.Row():
+                source = gr.Radio(["synthetic clip", "upload"], value="synthetic clip", label="Frames from")
+                video_file = gr.File(label="Video file (MP4, WebM, MOV, AVI)", type="filepath")
+                seed = gr.Number(value=3, precision=0, label="Synthetic clip seed")
+                length = gr.Slider(10, 300, value=60, step=10, label="Synthetic clip frames")
+                threshold3 = gr.Slider(0.05, 0.95, value=0.5, step=0.05, label="Score threshold")
+            button3 = gr.Button("Run on every frame", variant="primary")
+            with gr.Row():
+                player = gr.Video(label="Annotated video")
+                download = gr.File(label="Download the annotated MP4")
+            summary3 = gr.Markdown()
+            table = gr.Dataframe(label="Per-frame engine latency (ms)")
+            button3.click(video, [video_a, video_b, source, video_file, seed, length, threshold3],
+                          [player, download, summary3, table], api_name="video")
+    return app
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = demo_parser("python -m optim.demo.gradio_app").parse_args(argv)
+    core = DemoCore.from_options(args.model, args.report, args.variant, args.compare)
+    core.detector(core.default_pair[0])  # load before serving: the first request is answered at once
+    app = build_app(core)
+    app.queue(default_concurrency_limit=2)
+    app.launch(server_name=args.host, server_port=args.port, max_file_size=MAX_UPLOAD_BYTES, show_error=False)
+    return 0
+
+
+if __name__ == "__main__":
+    run_cli(main)

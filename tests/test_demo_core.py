@@ -4,10 +4,10 @@ the runner built and detect what the runner scored, two variants are compared, a
 from __future__ import annotations
 
 import io
-import json
 
 import numpy as np
 import pytest
+from demo_helpers import assert_same_boxes, frame_file, runner_detections
 from PIL import Image
 
 from optim.demo.core import DemoCore, boxes_json, synthetic_frames
@@ -16,29 +16,6 @@ from optim.demo.matching import unmatched
 from optim.demo.uploads import open_video, read_image
 from optim.errors import OptimError
 from optim.evaluation.postprocess import Detections
-
-
-def _frame_file(report, image_id: int):
-    """The test-split image behind `image_id` of the report's data set."""
-    data = report.parent.parent / "data"
-    images = json.loads((data / "annotations" / "instances_test.json").read_text())["images"]
-    return data / "test" / next(i["file_name"] for i in images if i["id"] == image_id)
-
-
-def runner_detections(report, variant: str, image_id: int, threshold: float) -> list[dict]:
-    """What the runner recorded for one image, above `threshold`, as the demo's JSON."""
-    stored = json.loads((report / "variants" / f"{variant}.json").read_text())["detections"][str(image_id)]
-    keep = np.asarray(stored["scores"]) > threshold
-    detections = Detections(np.asarray(stored["boxes"], np.float32).reshape(-1, 4)[keep],
-                            np.asarray(stored["scores"], np.float32)[keep], np.asarray(stored["labels"])[keep])
-    return boxes_json(detections, ["car", "truck", "person", "sign"])
-
-
-def assert_same_boxes(ours: list[dict], runner: list[dict]) -> None:
-    assert [d["label"] for d in ours] == [d["label"] for d in runner]
-    for mine, theirs in zip(ours, runner):
-        assert mine["score"] == pytest.approx(theirs["score"], abs=2e-3)
-        assert mine["box"] == pytest.approx(theirs["box"], abs=0.2)
 
 
 def test_unmatched_pairs_same_class_by_iou():
@@ -106,7 +83,7 @@ def test_variants_detect_what_the_runner_scored(demo_report):
         detector = load_detector(Choice(report=demo_report, variant=variant))
         assert detector.measured["map"] > 0.2 and detector.measured["p50_ms"] > 0
         for image_id in (1, 5):
-            image = read_image(_frame_file(demo_report, image_id))
+            image = read_image(frame_file(demo_report, image_id))
             ours = boxes_json(detector.detect(image, 0.3).detections, detector.labels)
             assert ours, "the shipped model finds objects in the test frames"
             assert_same_boxes(ours, runner_detections(demo_report, variant, image_id, 0.3))

@@ -46,7 +46,7 @@ def draw_detections(image: Image.Image, detections: Detections, labels: list[str
 
 def side_by_side(left: Image.Image, right: Image.Image, captions: tuple[str, str]) -> Image.Image:
     """Two panels next to each other with a caption strip above each; even width and height (for H.264)."""
-    font = ImageFont.load_default(size=max(12, left.height // 28))
+    font = ImageFont.load_default(size=max(14, left.height // 20))
     strip = font.size + 10
     width = left.width + right.width + 8
     height = max(left.height, right.height) + strip

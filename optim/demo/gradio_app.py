@@ -97,7 +97,7 @@ def build_app(core: DemoCore):
                     threshold = gr.Slider(0.05, 0.95, value=0.5, step=0.05, label="Score threshold")
                     button = gr.Button("Detect", variant="primary")
                 with gr.Column():
-                    annotated = gr.Image(type="pil", label="Detections", format="png")
+                    annotated = gr.Image(type="pil", label="Detections", format="png", elem_id="detections")
                     summary = gr.Markdown()
                     boxes = gr.JSON(label="Detections (JSON)")
             inputs, outputs = [label, upload, webcam, threshold], [annotated, summary, boxes]
@@ -113,7 +113,7 @@ def build_app(core: DemoCore):
                 threshold2 = gr.Slider(0.05, 0.95, value=0.5, step=0.05, label="Score threshold")
             button2 = gr.Button("Compare", variant="primary")
             pair = gr.Image(type="pil", label="Side by side (magenta: detections the other variant lacks)",
-                            format="png")
+                            format="png", elem_id="side-by-side")
             summary2 = gr.Markdown()
             boxes2 = gr.JSON(label="Detections of each (JSON)")
             button2.click(compare, [label_a, label_b, upload2, webcam2, threshold2], [pair, summary2, boxes2],

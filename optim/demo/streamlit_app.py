@@ -29,22 +29,25 @@ def demo_core(model: str, report: Path | None, variant: str | None, compare: str
 
 
 def image_tab(core: DemoCore, labels: list[str], threshold: float) -> None:
-    upload = st.file_uploader("Image file", key="image_upload")
-    camera = st.camera_input("…or take a photo", key="camera")
-    if upload is not None:
-        image = read_image(upload.getvalue(), upload.name)
-    elif camera is not None:
-        image = read_image(camera.getvalue(), "camera photo")
-    else:
-        image = sample_image()
-        st.caption("No upload yet: the first frame of a built-in synthetic clip.")
-    outcome = (core.detect_image(labels[0], image, threshold) if len(labels) == 1
-               else core.compare_image((labels[0], labels[1]), image, threshold))
-    st.image(outcome.image, caption="Detections" if len(labels) == 1 else
-             "Side by side (magenta, '≠': detections the other variant lacks)")
-    st.markdown(outcome.summary)
-    with st.expander("Detections (JSON)"):
-        st.json(outcome.boxes)
+    inputs, output = st.columns([2, 3])
+    with inputs:
+        upload = st.file_uploader("Image file", key="image_upload")
+        camera = st.camera_input("…or take a photo", key="camera")
+    with output:
+        if upload is not None:
+            image = read_image(upload.getvalue(), upload.name)
+        elif camera is not None:
+            image = read_image(camera.getvalue(), "camera photo")
+        else:
+            image = sample_image()
+            st.caption("No upload yet: the first frame of a built-in synthetic clip.")
+        outcome = (core.detect_image(labels[0], image, threshold) if len(labels) == 1
+                   else core.compare_image((labels[0], labels[1]), image, threshold))
+        st.image(outcome.image, caption="Detections" if len(labels) == 1 else
+                 "Side by side (magenta, '≠': detections the other variant lacks)")
+        st.markdown(outcome.summary)
+        with st.expander("Detections (JSON)"):
+            st.json(outcome.boxes)
 
 
 def video_tab(core: DemoCore, labels: list[str], threshold: float) -> None:

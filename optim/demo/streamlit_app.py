@@ -56,7 +56,7 @@ def video_tab(core: DemoCore, labels: list[str], threshold: float) -> None:
         upload = st.file_uploader("Video file (MP4, WebM, MOV, AVI)", key="video_upload")
     else:
         seed = st.number_input("Synthetic clip seed", value=3, step=1)
-        length = st.slider("Frames", 10, 300, 60, step=10)
+        length = st.slider("Frames", 10, 300, 60, step=10, key="clip_frames")
     if not st.button("Run on every frame", type="primary"):
         return
     if source == "upload":
@@ -89,10 +89,11 @@ def main() -> None:
         core = demo_core(args.model, args.report, args.variant, args.compare)
         first, second = core.default_pair
         with st.sidebar:
-            label_a = st.selectbox("Detector", core.labels, index=core.labels.index(first))
+            label_a = st.selectbox("Detector", core.labels, index=core.labels.index(first), key="detector")
             options = [SINGLE, *core.labels]
-            label_b = st.selectbox("Side by side with", options, index=options.index(second) if second != first else 0)
-            threshold = st.slider("Score threshold", 0.05, 0.95, 0.5, step=0.05)
+            label_b = st.selectbox("Side by side with", options, index=options.index(second) if second != first else 0,
+                                   key="compare")
+            threshold = st.slider("Score threshold", 0.05, 0.95, 0.5, step=0.05, key="threshold")
             for label in dict.fromkeys((label_a, label_b)):
                 if label != SINGLE:
                     st.markdown(core.detector(label).describe())

@@ -91,8 +91,8 @@ def test_variants_detect_what_the_runner_scored(demo_report):
 
 @pytest.mark.slow
 def test_in_memory_and_unknown_variants_are_refused(demo_report):
-    with pytest.raises(OptimError, match="in memory"):
-        load_detector(Choice(report=demo_report, variant="pytorch-int8-dynamic"))
+    with pytest.raises(OptimError, match="ran on engine 'pytorch' in memory: there is no built artifact"):
+        DemoCore.from_options(report=demo_report, variant="pytorch-int8-dynamic")
     with pytest.raises(OptimError, match="choose one of: pytorch-fp32, onnxruntime-int8, openvino-int8"):
         DemoCore.from_options(report=demo_report, variant="nope")
     with pytest.raises(OptimError, match="no results.json"):

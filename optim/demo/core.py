@@ -83,9 +83,8 @@ class DemoCore:
             return cls([zoo])
         names = loadable_variants(Path(report))
         for name in filter(None, (variant, compare)):
-            if name not in names:
-                raise OptimError(f"the report has no runnable variant '{name}'", path=report, field="--variant",
-                                 fix="choose one of: " + (", ".join(names) or "none (run the experiment first)"))
+            if name not in names:  # loading it raises the reason: unknown, failed, in memory, artifact missing
+                load_detector(Choice(report=Path(report), variant=name))
         variants = [Choice(report=Path(report), variant=name) for name in names]
         first = Choice(report=Path(report), variant=variant) if variant else zoo
         second = Choice(report=Path(report), variant=compare) if compare else next(

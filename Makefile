@@ -45,4 +45,4 @@ demo: setup
 
 demo-streamlit: setup
 	$(VENV)/bin/streamlit run optim/demo/streamlit_app.py --server.address 127.0.0.1 --server.headless true \
-	  --browser.gatherUsageStats false -- $(DEMO_ARGS)
+	  --browser.gatherUsageStats false --client.toolbarMode viewer -- $(DEMO_ARGS)

@@ -85,6 +85,9 @@ def load_detector(choice: Choice) -> Detector:
     """Load what `choice` names; user mistakes (unknown model or variant, missing artifact) raise OptimError."""
     start = time.perf_counter()
     detector = _load_variant(choice) if choice.report else _load_zoo(choice)
+    # One warm-up inference (engines allocate and pick kernels on the first): the first frame a user sees is timed
+    # like the others.
+    detector.engine.infer(np.zeros((1, 3, *detector.input_size), np.float32))
     detector.load_seconds = time.perf_counter() - start
     return detector
 

@@ -10,6 +10,8 @@ from __future__ import annotations
 import html
 import os
 import tempfile
+import time
+import uuid
 from functools import wraps
 from pathlib import Path
 
@@ -57,6 +59,7 @@ def build_app(core: DemoCore):
     """The Blocks app over `core` (not launched)."""
     gr = _import_gradio()
     first, second = core.default_pair
+    videos = Path(tempfile.mkdtemp(prefix="optim-demo-"))
 
     @_user_errors
     def detect(label, upload, webcam, threshold):
@@ -78,14 +81,18 @@ def build_app(core: DemoCore):
         else:
             frames, fps, total = synthetic_frames(int(seed), int(length)), 10.0, int(length)
         labels = [label_a] if label_b == SINGLE else [label_a, label_b]
-        out = Path(tempfile.mkdtemp(prefix="optim-demo-")) / "annotated.mp4"
+        out = videos / f"annotated-{uuid.uuid4().hex[:12]}.mp4"  # Gradio copies it into its own cache
         outcome = core.annotate_video(labels, frames, fps, threshold, out,
                                       lambda done: progress((done, total), desc="frames", unit="frames"))
         import pandas
 
+        for stale in videos.glob("*.mp4"):  # Gradio has long copied these into its cache
+            if time.time() - stale.stat().st_mtime > 600:
+                stale.unlink(missing_ok=True)
         return str(outcome.path), str(outcome.path), outcome.summary, pandas.DataFrame(outcome.rows)
 
-    with gr.Blocks(title="DETR optimization lab — demo", analytics_enabled=False) as app:
+    # delete_cache: Gradio drops its copies of uploads and results after an hour (checked hourly).
+    with gr.Blocks(title="DETR optimization lab — demo", analytics_enabled=False, delete_cache=(3600, 3600)) as app:
         gr.Markdown("## DETR optimization lab — see the variants detect\nUpload an image or video, use the webcam, "
                     "or keep the built-in synthetic frame. Boxes show the class name and score.")
         with gr.Tab("Image"):

@@ -67,11 +67,12 @@ def video_tab(core: DemoCore, labels: list[str], threshold: float) -> None:
     else:
         frames, fps, total = synthetic_frames(int(seed), int(length)), 10.0, int(length)
     bar = st.progress(0.0, text="frames")
-    out = Path(tempfile.mkdtemp(prefix="optim-demo-")) / "annotated.mp4"
-    outcome = core.annotate_video(labels, frames, fps, threshold, out, lambda done: bar.progress(
-        min(done / total, 1.0) if total else 0.5, text=f"{done} frames"))
+    with tempfile.TemporaryDirectory(prefix="optim-demo-") as folder:
+        outcome = core.annotate_video(labels, frames, fps, threshold, Path(folder) / "annotated.mp4",
+                                      lambda done: bar.progress(min(done / total, 1.0) if total else 0.5,
+                                                                text=f"{done} frames"))
+        data = outcome.path.read_bytes()
     bar.progress(1.0, text=f"{len(outcome.rows)} frames")
-    data = outcome.path.read_bytes()
     st.video(data, format="video/mp4")
     st.download_button("Download the annotated MP4", data, file_name="annotated.mp4", mime="video/mp4")
     st.markdown(outcome.summary)

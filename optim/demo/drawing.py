@@ -4,6 +4,7 @@ thick magenta outline on the detections that differ from another variant's."""
 from __future__ import annotations
 
 import math
+from functools import lru_cache
 
 import numpy as np
 from PIL import Image, ImageDraw, ImageFont
@@ -14,6 +15,11 @@ PALETTE = [(0, 200, 255), (255, 170, 0), (60, 220, 60), (255, 80, 80), (180, 120
            (0, 255, 180), (255, 120, 200)]
 DIFF_COLOUR = (255, 0, 255)
 MIN_SIDE = 384  # small frames (the synthetic ones are 128 px) are enlarged so that labels stay readable
+
+
+@lru_cache(maxsize=16)
+def _font(size: int) -> ImageFont.FreeTypeFont | ImageFont.ImageFont:
+    return ImageFont.load_default(size=size)
 
 
 def display_scale(image: Image.Image) -> int:
@@ -27,7 +33,7 @@ def draw_detections(image: Image.Image, detections: Detections, labels: list[str
     scale = display_scale(image)
     canvas = image.resize((image.width * scale, image.height * scale), Image.BILINEAR) if scale > 1 else image.copy()
     draw = ImageDraw.Draw(canvas)
-    font = ImageFont.load_default(size=max(11, canvas.height // 32))
+    font = _font(max(11, canvas.height // 32))
     width = max(2, canvas.height // 200)
     for index in np.argsort(detections.scores):  # most confident drawn last, on top
         label = int(detections.labels[index])
@@ -46,7 +52,7 @@ def draw_detections(image: Image.Image, detections: Detections, labels: list[str
 
 def side_by_side(left: Image.Image, right: Image.Image, captions: tuple[str, str]) -> Image.Image:
     """Two panels next to each other with a caption strip above each; even width and height (for H.264)."""
-    font = ImageFont.load_default(size=max(14, left.height // 20))
+    font = _font(max(14, left.height // 20))
     strip = font.size + 10
     width = left.width + right.width + 8
     height = max(left.height, right.height) + strip

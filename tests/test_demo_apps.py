@@ -140,31 +140,40 @@ def _label_pixels(png: Path, classes: set[int]) -> int:
     return int(hits.sum())
 
 
-def _screenshot(url: str, ready: str, name: str, tmp_path: Path) -> Path:
+def _screenshot_with_boxes(url: str, ready: str, classes: set[int], name: str, tmp_path: Path,
+                           timeout: float = 30) -> int:
+    """Open `url`, wait for `ready`, then take screenshots until one shows the label colours of `classes` (the page
+    may still be fading the image in) or `timeout` passes; returns the label pixels of the last one."""
     from cdp import CHROMIUM, Page
 
     if not CHROMIUM.exists():
         pytest.skip("chromium not installed (make chromium)")
     with Page(tmp_path / "chromium-profile", 1400, 1000) as page:
         page.open(url, ready)
-        shot = page.screenshot(tmp_path / name)
+        deadline = time.monotonic() + timeout
+        while True:
+            shot = page.screenshot(tmp_path / name)
+            pixels = _label_pixels(shot, classes)
+            if pixels > 150 or time.monotonic() > deadline:
+                break
+            time.sleep(0.5)
     if os.environ.get("OPTIM_ARTIFACTS_DIR"):
         artifacts = Path(os.environ["OPTIM_ARTIFACTS_DIR"])
         artifacts.mkdir(parents=True, exist_ok=True)
         shutil.copy(shot, artifacts / name)
-    return shot
+    return pixels
 
 
 def test_gradio_page_shows_boxes(gradio_url, client, tmp_path):
     # What the page shows on load: the variant on the built-in sample frame.
     _, _, boxes = client.predict(LEFT, None, None, 0.5, api_name="/detect")
-    shot = _screenshot(gradio_url, "(i => !!i && i.complete && i.naturalWidth >= 384)"
-                       "(document.querySelector('#detections img'))", "demo-gradio.png", tmp_path)
-    assert _label_pixels(shot, {box["class_id"] for box in boxes}) > 150
+    ready = "(i => !!i && i.complete && i.naturalWidth >= 384)(document.querySelector('#detections img'))"
+    assert _screenshot_with_boxes(gradio_url, ready, {box["class_id"] for box in boxes}, "demo-gradio.png",
+                                  tmp_path) > 150
 
 
 def test_streamlit_page_shows_boxes(streamlit_url, client, tmp_path):
     _, _, boxes = client.predict(LEFT, None, None, 0.5, api_name="/detect")  # the same detector and frame
-    shot = _screenshot(streamlit_url, "[...document.images].some(i => i.complete && i.naturalWidth >= 384 "
-                       "&& i.src.includes('/media/'))", "demo-streamlit.png", tmp_path)
-    assert _label_pixels(shot, {box["class_id"] for box in boxes}) > 150
+    ready = "[...document.images].some(i => i.complete && i.naturalWidth >= 384 && i.src.includes('/media/'))"
+    assert _screenshot_with_boxes(streamlit_url, ready, {box["class_id"] for box in boxes}, "demo-streamlit.png",
+                                  tmp_path) > 150

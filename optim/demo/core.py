@@ -17,6 +17,7 @@ from optim.data.synthetic import render_clip
 from optim.demo.detector import DEFAULT_MODEL, Choice, Detector, load_detector, loadable_variants
 from optim.demo.drawing import draw_detections, side_by_side
 from optim.demo.matching import unmatched
+from optim.demo.uploads import Source, open_video, read_image
 from optim.demo.video import Mp4Writer
 from optim.errors import OptimError
 from optim.evaluation.postprocess import Detections
@@ -184,3 +185,31 @@ class DemoCore:
 def sample_image() -> Image.Image:
     """The image the apps annotate before anything is uploaded: the first frame of a built-in synthetic clip."""
     return synthetic_frames(SAMPLE_SEED, 1)[0]
+
+
+def input_image(upload: Source | None, name: str, camera: Source | Image.Image | None = None) -> Image.Image:
+    """What the apps detect on: the uploaded file, else the camera snapshot, else the built-in sample."""
+    if upload is not None:
+        return read_image(upload, name)
+    if isinstance(camera, Image.Image):
+        return camera.convert("RGB")
+    return read_image(camera, "camera photo") if camera is not None else sample_image()
+
+
+@dataclass
+class VideoInput:
+    """Frames to run (an iterator), their rate, and their count when known in advance (for progress bars)."""
+
+    frames: Iterable[Image.Image]
+    fps: float
+    total: int | None
+
+
+def input_video(source: str, upload: Source | None, name: str, seed: int, length: int) -> VideoInput:
+    """`source` "upload": the uploaded video (checked); anything else: a synthetic clip of `length` frames."""
+    if source != "upload":
+        return VideoInput(synthetic_frames(int(seed), int(length)), SYNTHETIC_FPS, int(length))
+    if upload is None:
+        raise OptimError("no video uploaded", fix="upload a video, or choose the synthetic clip")
+    info, frames = open_video(upload, name)
+    return VideoInput(frames, info.fps, None)

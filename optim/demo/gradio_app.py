@@ -16,9 +16,9 @@ from functools import wraps
 from pathlib import Path
 
 from optim.cli import run_cli
-from optim.demo.core import DemoCore, sample_image, synthetic_frames
+from optim.demo.core import DemoCore, input_image, input_video
 from optim.demo.options import demo_parser
-from optim.demo.uploads import MAX_UPLOAD_BYTES, open_video, read_image
+from optim.demo.uploads import MAX_UPLOAD_BYTES
 from optim.errors import MissingExtraError, OptimError
 
 SINGLE = "(none: one detector)"
@@ -48,13 +48,6 @@ def _user_errors(handler):
     return wrapped
 
 
-def _image_of(upload: str | None, webcam):
-    """The uploaded file, else the webcam snapshot, else the built-in sample frame."""
-    if upload:
-        return read_image(upload, Path(upload).name)
-    return webcam.convert("RGB") if webcam is not None else sample_image()
-
-
 def build_app(core: DemoCore):
     """The Blocks app over `core` (not launched)."""
     gr = _import_gradio()
@@ -63,27 +56,21 @@ def build_app(core: DemoCore):
 
     @_user_errors
     def detect(label, upload, webcam, threshold):
-        outcome = core.detect_image(label, _image_of(upload, webcam), threshold)
+        outcome = core.detect_image(label, input_image(upload, Path(upload or '').name, webcam), threshold)
         return outcome.image, outcome.summary, outcome.boxes[label]
 
     @_user_errors
     def compare(label_a, label_b, upload, webcam, threshold):
-        outcome = core.compare_image((label_a, label_b), _image_of(upload, webcam), threshold)
+        outcome = core.compare_image((label_a, label_b), input_image(upload, Path(upload or '').name, webcam), threshold)
         return outcome.image, outcome.summary, outcome.boxes
 
     @_user_errors
     def video(label_a, label_b, source, upload, seed, length, threshold, progress=gr.Progress()):  # noqa: B008 -- how Gradio injects it
-        if source == "upload":
-            if not upload:
-                raise OptimError("no video uploaded", fix="upload a video, or choose the synthetic clip")
-            info, frames = open_video(upload, Path(upload).name)
-            fps, total = info.fps, None
-        else:
-            frames, fps, total = synthetic_frames(int(seed), int(length)), 10.0, int(length)
+        frames = input_video(source, upload, Path(upload or "").name, seed, length)
         labels = [label_a] if label_b == SINGLE else [label_a, label_b]
         out = videos / f"annotated-{uuid.uuid4().hex[:12]}.mp4"  # Gradio copies it into its own cache
-        outcome = core.annotate_video(labels, frames, fps, threshold, out,
-                                      lambda done: progress((done, total), desc="frames", unit="frames"))
+        outcome = core.annotate_video(labels, frames.frames, frames.fps, threshold, out,
+                                      lambda done: progress((done, frames.total), desc="frames", unit="frames"))
         import pandas
 
         for stale in videos.glob("*.mp4"):  # Gradio has long copied these into its cache

@@ -12,9 +12,8 @@ from pathlib import Path
 
 import streamlit as st
 
-from optim.demo.core import DemoCore, sample_image, synthetic_frames
+from optim.demo.core import DemoCore, input_image, input_video
 from optim.demo.options import demo_parser
-from optim.demo.uploads import open_video, read_image
 from optim.errors import OptimError
 
 SINGLE = "(none: one detector)"
@@ -34,12 +33,8 @@ def image_tab(core: DemoCore, labels: list[str], threshold: float) -> None:
         upload = st.file_uploader("Image file", key="image_upload")
         camera = st.camera_input("…or take a photo", key="camera")
     with output:
-        if upload is not None:
-            image = read_image(upload.getvalue(), upload.name)
-        elif camera is not None:
-            image = read_image(camera.getvalue(), "camera photo")
-        else:
-            image = sample_image()
+        image = input_image(upload and upload.getvalue(), upload.name if upload else "", camera and camera.getvalue())
+        if upload is None and camera is None:
             st.caption("No upload yet: the first frame of a built-in synthetic clip.")
         outcome = (core.detect_image(labels[0], image, threshold) if len(labels) == 1
                    else core.compare_image((labels[0], labels[1]), image, threshold))
@@ -52,25 +47,20 @@ def image_tab(core: DemoCore, labels: list[str], threshold: float) -> None:
 
 def video_tab(core: DemoCore, labels: list[str], threshold: float) -> None:
     source = st.radio("Frames from", ["synthetic clip", "upload"], horizontal=True)
+    upload, seed, length = None, 3, 60
     if source == "upload":
         upload = st.file_uploader("Video file (MP4, WebM, MOV, AVI)", key="video_upload")
     else:
-        seed = st.number_input("Synthetic clip seed", value=3, step=1)
-        length = st.slider("Frames", 10, 300, 60, step=10, key="clip_frames")
+        seed = st.number_input("Synthetic clip seed", value=seed, step=1)
+        length = st.slider("Frames", 10, 300, length, step=10, key="clip_frames")
     if not st.button("Run on every frame", type="primary"):
         return
-    if source == "upload":
-        if upload is None:
-            raise OptimError("no video uploaded", fix="upload a video, or choose the synthetic clip")
-        info, frames = open_video(upload.getvalue(), upload.name)
-        fps, total = info.fps, None
-    else:
-        frames, fps, total = synthetic_frames(int(seed), int(length)), 10.0, int(length)
+    frames = input_video(source, upload and upload.getvalue(), upload.name if upload else "", seed, length)
     bar = st.progress(0.0, text="frames")
     with tempfile.TemporaryDirectory(prefix="optim-demo-") as folder:
-        outcome = core.annotate_video(labels, frames, fps, threshold, Path(folder) / "annotated.mp4",
-                                      lambda done: bar.progress(min(done / total, 1.0) if total else 0.5,
-                                                                text=f"{done} frames"))
+        outcome = core.annotate_video(labels, frames.frames, frames.fps, threshold, Path(folder) / "annotated.mp4",
+                                      lambda done: bar.progress(min(done / frames.total, 1.0) if frames.total
+                                                                else 0.5, text=f"{done} frames"))
         data = outcome.path.read_bytes()
     bar.progress(1.0, text=f"{len(outcome.rows)} frames")
     st.video(data, format="video/mp4")

@@ -6,7 +6,8 @@
    first annotated image received by an HTTP client (gradio_client, /detect): target <= 10 s;
 2. a second image, client round trip: target <= the variant's measured p50 (results.json, batch 1) + 100 ms;
 3. side by side of `--variant` and `--compare` on a synthetic clip, in process (detection, drawing, H.264
-   encoding): target >= 10 frames/s; and one image through the core alone (detection + drawing, no HTTP).
+   encoding): target >= 10 frames/s; and one image through the core alone (detection + drawing, no HTTP);
+4. the Gradio floor: the same round trip to an endpoint that only enlarges the image (no model).
 The load average before each step is recorded: on a shared machine it explains slow figures."""
 
 from __future__ import annotations
@@ -20,6 +21,8 @@ import tempfile
 import time
 import urllib.request
 from pathlib import Path
+
+from PIL import Image
 
 from optim.cli import run_cli
 from optim.demo.core import DemoCore, synthetic_frames
@@ -77,8 +80,39 @@ def measure_app(args, folder: Path) -> dict:
         server.wait(timeout=20)
     rounds.sort()
     return {"detector": label, "load_average_1min": round(load, 2), "cold_start_s": round(cold, 2),
-            "second_image_ms_median": round(rounds[len(rounds) // 2], 1), "second_image_ms_all": [round(r, 1) for r in rounds],
+            "second_image_ms_median": round(rounds[len(rounds) // 2], 1),
+            "second_image_ms_all": [round(r, 1) for r in rounds],
             "second_image_summary": summary}
+
+
+def measure_gradio_floor(folder: Path) -> dict:
+    """The same client round trip to a Gradio endpoint that only enlarges the image (no model, no drawing): what
+    Gradio and HTTP alone cost on this machine now."""
+    from gradio_client import Client, handle_file
+
+    from optim.demo.gradio_app import _import_gradio
+
+    gr = _import_gradio()
+    port = _free_port()
+    with gr.Blocks(analytics_enabled=False) as app:
+        upload, output = gr.File(type="filepath"), gr.Image(type="pil", format="png")
+        gr.Button().click(lambda path: Image.open(path).convert("RGB").resize((384, 384)), upload, output,
+                          api_name="echo")
+    app.launch(server_name="127.0.0.1", server_port=port, prevent_thread_lock=True, quiet=True)
+    try:
+        client = Client(f"http://127.0.0.1:{port}/", verbose=False)
+        image = _frame_files(folder, 1)[0]
+        client.predict(handle_file(image), api_name="/echo")
+        load = os.getloadavg()[0]
+        rounds = []
+        for _ in range(5):
+            begin = time.perf_counter()
+            client.predict(handle_file(image), api_name="/echo")
+            rounds.append((time.perf_counter() - begin) * 1000)
+    finally:
+        app.close()
+    return {"load_average_1min": round(load, 2), "round_trip_ms_median": round(sorted(rounds)[2], 1),
+            "round_trip_ms_all": [round(r, 1) for r in sorted(rounds)]}
 
 
 def measure_side_by_side(args, folder: Path) -> dict:
@@ -109,7 +143,8 @@ def main(argv: list[str] | None = None) -> int:
         folder = Path(tmp)
         app = measure_app(args, folder)
         pair = measure_side_by_side(args, folder) if args.report else None
-    result = {"app": app, "side_by_side": pair}
+        floor = measure_gradio_floor(folder)
+    result = {"app": app, "side_by_side": pair, "gradio_floor": floor}
     print(json.dumps(result, indent=2))
     return 0
 

@@ -34,7 +34,7 @@ def test_starts_on_the_shipped_model(monkeypatch):
 def test_report_variant_on_an_upload_and_bad_uploads(monkeypatch, demo_report):
     app = _app(monkeypatch, "--report", str(demo_report), "--variant", "openvino-int8").run()
     assert not app.exception and not app.error
-    app.selectbox(key="compare").set_value("(none: one detector)")
+    assert app.selectbox(key="compare").value == "(none: one detector)"  # no --compare: one detector
     app.slider(key="threshold").set_value(0.3)
     path = frame_file(demo_report, 5)
     app.file_uploader[0].set_value((path.name, path.read_bytes(), "image/jpeg")).run()

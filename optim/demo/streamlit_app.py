@@ -82,7 +82,8 @@ def main() -> None:
         with st.sidebar:
             label_a = st.selectbox("Detector", core.labels, index=core.labels.index(first), key="detector")
             options = [SINGLE, *core.labels]
-            label_b = st.selectbox("Side by side with", options, index=options.index(second) if second != first else 0,
+            # Side by side from the start only when asked (--compare): loading a second detector delays the page.
+            label_b = st.selectbox("Side by side with", options, index=options.index(second) if args.compare else 0,
                                    key="compare")
             threshold = st.slider("Score threshold", 0.05, 0.95, 0.5, step=0.05, key="threshold")
             for label in dict.fromkeys((label_a, label_b)):

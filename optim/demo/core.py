@@ -131,7 +131,7 @@ class DemoCore:
             composite = side_by_side(draw_detections(image, ra.detections, a.labels, diff_a),
                                      draw_detections(image, rb.detections, b.labels, diff_b),
                                      (f"{labels[0]}  {ra.infer_ms:.1f} ms", f"{labels[1]}  {rb.infer_ms:.1f} ms"))
-            summary = (f"{a.describe()}\n\n{b.describe()}\n\n{differing} detections differ (magenta, '≠': no "
+            summary = (f"{a.describe()}\n\n{b.describe()}\n\n{differing} detections differ (magenta, tagged DIFF: no "
                        f"partner of the same class with IoU >= 0.5 in the other) · engine latency "
                        f"{ra.infer_ms:.1f} ms vs {rb.infer_ms:.1f} ms")
             row = {"frame": index, labels[0] + " ms": round(ra.infer_ms, 2), labels[1] + " ms": round(rb.infer_ms, 2),

@@ -42,7 +42,7 @@ def draw_detections(image: Image.Image, detections: Detections, labels: list[str
         colour = DIFF_COLOUR if highlight else PALETTE[label % len(PALETTE)]
         draw.rectangle(box, outline=colour, width=width * 2 if highlight else width)
         name = labels[label] if label < len(labels) else f"class {label}"
-        text = f"{'≠ ' if highlight else ''}{name} {float(detections.scores[index]):.2f}"
+        text = f"{'DIFF ' if highlight else ''}{name} {float(detections.scores[index]):.2f}"
         left, top, right, bottom = draw.textbbox((box[0], box[1]), text, font=font)
         y = box[1] - (bottom - top) - 2 if box[1] - (bottom - top) - 2 >= 0 else box[1]
         draw.rectangle([box[0], y, box[0] + right - left + 4, y + bottom - top + 2], fill=colour)

@@ -106,7 +106,7 @@ def build_app(core: DemoCore):
                 webcam2 = gr.Image(sources=["webcam"], type="pil", label="…or the webcam")
                 threshold2 = gr.Slider(0.05, 0.95, value=0.5, step=0.05, label="Score threshold")
             button2 = gr.Button("Compare", variant="primary")
-            pair = gr.Image(type="pil", label="Side by side (magenta: detections the other variant lacks)",
+            pair = gr.Image(type="pil", label="Side by side (magenta, tagged DIFF: detections the other variant lacks)",
                             format="png", elem_id="side-by-side")
             summary2 = gr.Markdown()
             boxes2 = gr.JSON(label="Detections of each (JSON)")

@@ -39,7 +39,7 @@ def image_tab(core: DemoCore, labels: list[str], threshold: float) -> None:
         outcome = (core.detect_image(labels[0], image, threshold) if len(labels) == 1
                    else core.compare_image((labels[0], labels[1]), image, threshold))
         st.image(outcome.image, caption="Detections" if len(labels) == 1 else
-                 "Side by side (magenta, '≠': detections the other variant lacks)")
+                 "Side by side (magenta, tagged DIFF: detections the other variant lacks)")
         st.markdown(outcome.summary)
         with st.expander("Detections (JSON)"):
             st.json(outcome.boxes)

@@ -12,6 +12,8 @@ The load average before each step is recorded: on a shared machine it explains s
 
 from __future__ import annotations
 
+import contextlib
+import io
 import json
 import os
 import socket
@@ -110,7 +112,8 @@ def measure_gradio_floor(folder: Path) -> dict:
             client.predict(handle_file(image), api_name="/echo")
             rounds.append((time.perf_counter() - begin) * 1000)
     finally:
-        app.close()
+        with contextlib.redirect_stdout(io.StringIO()):  # Gradio prints "Closing server ..." to stdout
+            app.close()
     return {"load_average_1min": round(load, 2), "round_trip_ms_median": round(sorted(rounds)[2], 1),
             "round_trip_ms_all": [round(r, 1) for r in sorted(rounds)]}
 

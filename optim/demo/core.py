@@ -74,9 +74,10 @@ class DemoCore:
 
     @classmethod
     def from_options(cls, model: str = DEFAULT_MODEL, report: Path | None = None, variant: str | None = None,
-                     compare: str | None = None) -> DemoCore:
-        """The zoo `model` plus every runnable variant of `report`; `variant` / `compare` pick the default pair."""
-        zoo = Choice(model=model)
+                     compare: str | None = None, threads: int | None = None) -> DemoCore:
+        """The zoo `model` plus every runnable variant of `report`; `variant` / `compare` pick the default pair;
+        `threads` is each engine's thread count (None: the engine's default)."""
+        zoo = Choice(model=model, threads=threads)
         if report is None:
             if variant or compare:
                 raise OptimError("--variant and --compare name variants of a report", field="--report",
@@ -85,10 +86,10 @@ class DemoCore:
         names = loadable_variants(Path(report))
         for name in filter(None, (variant, compare)):
             if name not in names:  # loading it raises the reason: unknown, failed, in memory, artifact missing
-                load_detector(Choice(report=Path(report), variant=name))
-        variants = [Choice(report=Path(report), variant=name) for name in names]
-        first = Choice(report=Path(report), variant=variant) if variant else zoo
-        second = Choice(report=Path(report), variant=compare) if compare else next(
+                load_detector(Choice(report=Path(report), variant=name, threads=threads))
+        variants = [Choice(report=Path(report), variant=name, threads=threads) for name in names]
+        first = Choice(report=Path(report), variant=variant, threads=threads) if variant else zoo
+        second = Choice(report=Path(report), variant=compare, threads=threads) if compare else next(
             (c for c in variants if c != first), first)
         ordered = [first] + [c for c in [zoo, *variants] if c != first]
         return cls(ordered, (first.label, second.label))

@@ -31,6 +31,7 @@ class Choice:
     model: str = DEFAULT_MODEL
     report: Path | None = None
     variant: str | None = None
+    threads: int | None = None  # engine threads; None = the engine's default (how the report timed it)
 
     @property
     def label(self) -> str:
@@ -92,9 +93,14 @@ def load_detector(choice: Choice) -> Detector:
     return detector
 
 
-def _pytorch_engine(model, input_size: tuple[int, int]) -> Engine:
+def _pytorch_engine(model, input_size: tuple[int, int], threads: int | None) -> Engine:
     from optim.engines.registry import create_engine
     from optim.spec import EngineSpec
+
+    if threads:
+        import torch
+
+        torch.set_num_threads(threads)  # process-wide, as PyTorch has it
 
     engine = create_engine(EngineSpec(kind="pytorch"))
     engine.build(model, None, BuildContext(workdir=Path("."), input_size=input_size))
@@ -107,7 +113,7 @@ def _load_zoo(choice: Choice) -> Detector:
     loaded = load_model(choice.model, allow_download=False)
     config = loaded.model.config
     labels = [str(config.id2label[i]) for i in range(config.num_labels)]
-    return Detector(choice, _pytorch_engine(loaded.model, loaded.default_input_size), loaded.default_input_size,
+    return Detector(choice, _pytorch_engine(loaded.model, loaded.default_input_size, choice.threads), loaded.default_input_size,
                     labels)
 
 
@@ -173,9 +179,10 @@ def _load_variant(choice: Choice) -> Detector:
     if artifact is None:  # plain PyTorch FP32: the report's model itself is what that variant ran
         from optim.models.zoo import load_model
 
-        engine = _pytorch_engine(load_model(results["model"]["name"], allow_download=False).model, input_size)
+        engine = _pytorch_engine(load_model(results["model"]["name"], allow_download=False).model, input_size,
+                                 choice.threads)
     else:
-        engine.load(artifact, quantize)
+        engine.load(artifact, quantize, choice.threads)
     latency = record.get("latency", {})
     single = latency.get("1") or next(iter(latency.values()))
     measured = {"engine": record["engine"], "precision": record["precision"], "map": record["accuracy"]["map"],

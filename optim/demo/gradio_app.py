@@ -136,7 +136,7 @@ def build_app(core: DemoCore):
 
 def main(argv: list[str] | None = None) -> int:
     args = demo_parser("python -m optim.demo.gradio_app").parse_args(argv)
-    core = DemoCore.from_options(args.model, args.report, args.variant, args.compare)
+    core = DemoCore.from_options(args.model, args.report, args.variant, args.compare, args.threads)
     core.detector(core.default_pair[0])  # load before serving: the first request is answered at once
     app = build_app(core)
     app.queue(default_concurrency_limit=2)

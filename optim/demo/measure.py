@@ -54,6 +54,8 @@ def measure_app(args, folder: Path) -> dict:
     command = [sys.executable, "-m", "optim.demo.gradio_app", "--port", str(port)]
     if args.report:
         command += ["--report", str(args.report)] + (["--variant", args.variant] if args.variant else [])
+    if args.threads:
+        command += ["--threads", str(args.threads)]
     first, second = _frame_files(folder, 2)
     label = (Choice(report=args.report, variant=args.variant) if args.variant else Choice(model=args.model)).label
     load = os.getloadavg()[0]
@@ -119,7 +121,7 @@ def measure_gradio_floor(folder: Path) -> dict:
 
 
 def measure_side_by_side(args, folder: Path) -> dict:
-    core = DemoCore.from_options(args.model, args.report, args.variant, args.compare)
+    core = DemoCore.from_options(args.model, args.report, args.variant, args.compare, args.threads)
     labels = list(core.default_pair)
     for label in labels:
         core.detector(label)

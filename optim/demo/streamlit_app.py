@@ -20,9 +20,10 @@ SINGLE = "(none: one detector)"
 
 
 @st.cache_resource(show_spinner="Loading the detector…")
-def demo_core(model: str, report: Path | None, variant: str | None, compare: str | None) -> DemoCore:
+def demo_core(model: str, report: Path | None, variant: str | None, compare: str | None,
+              threads: int | None) -> DemoCore:
     """One core per process and options; it loads the default detector now and the others on first use."""
-    core = DemoCore.from_options(model, report, variant, compare)
+    core = DemoCore.from_options(model, report, variant, compare, threads)
     core.detector(core.default_pair[0])
     return core
 
@@ -74,10 +75,10 @@ def main() -> None:
     st.title("DETR optimization lab — see the variants detect")
     args, unknown = demo_parser("streamlit run optim/demo/streamlit_app.py --").parse_known_args(sys.argv[1:])
     if unknown:
-        st.error(f"unknown options: {' '.join(unknown)} (this app takes --model, --report, --variant, --compare)")
+        st.error(f"unknown options: {' '.join(unknown)} (this app takes --model, --report, --variant, --compare, --threads)")
         return
     try:
-        core = demo_core(args.model, args.report, args.variant, args.compare)
+        core = demo_core(args.model, args.report, args.variant, args.compare, args.threads)
         first, second = core.default_pair
         with st.sidebar:
             label_a = st.selectbox("Detector", core.labels, index=core.labels.index(first), key="detector")

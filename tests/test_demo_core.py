@@ -103,9 +103,11 @@ def test_in_memory_and_unknown_variants_are_refused(demo_report):
 def test_side_by_side_video_of_a_synthetic_clip(demo_report, tmp_path):
     from optim.demo.uploads import open_video
 
-    core = DemoCore.from_options(report=demo_report, variant="onnxruntime-int8", compare="openvino-int8")
+    core = DemoCore.from_options(report=demo_report, variant="onnxruntime-int8", compare="openvino-int8", threads=1)
     pair = core.default_pair
     assert pair == ("demo: onnxruntime-int8", "demo: openvino-int8")
+    assert core.detector(pair[0]).engine.session.get_session_options().intra_op_num_threads == 1
+    assert core.detector(pair[1]).engine.compiled.get_property("INFERENCE_NUM_THREADS") == 1
     outcome = core.annotate_video(list(pair), synthetic_frames(3, 12), 10, 0.5, tmp_path / "out.mp4")
     assert len(outcome.rows) == 12 and all(row[f"{pair[0]} ms"] > 0 for row in outcome.rows)
     _, frames = open_video(tmp_path / "out.mp4")

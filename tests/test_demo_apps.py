@@ -26,6 +26,7 @@ from optim.demo.drawing import PALETTE
 pytestmark = pytest.mark.slow
 ARGS = ["--variant", "onnxruntime-int8", "--compare", "openvino-int8"]
 LEFT, RIGHT = "demo: onnxruntime-int8", "demo: openvino-int8"
+STREAMLIT_APP = str(Path(__file__).resolve().parents[1] / "optim" / "demo" / "streamlit_app.py")
 
 
 def _free_port() -> int:
@@ -76,7 +77,7 @@ def gradio_url(demo_report, tmp_path_factory):
 def streamlit_url(demo_report, tmp_path_factory):
     port = _free_port()
     url = f"http://127.0.0.1:{port}/"
-    command = [sys.executable, "-m", "streamlit", "run", "optim/demo/streamlit_app.py", "--server.port", str(port),
+    command = [sys.executable, "-m", "streamlit", "run", STREAMLIT_APP, "--server.port", str(port),
                "--server.address", "127.0.0.1", "--server.headless", "true", "--browser.gatherUsageStats", "false",
                "--", "--report", str(demo_report), *ARGS]
     with _serve(command, url + "_stcore/health", tmp_path_factory.mktemp("st") / "server.log"):

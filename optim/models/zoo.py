@@ -8,7 +8,6 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from optim.errors import OptimError
-from optim.models.architectures import ARCHITECTURES
 
 WEIGHTS_DIR = Path(__file__).parent / "weights"
 SHIPPED = {"synth-detr": WEIGHTS_DIR / "synth-detr"}
@@ -27,6 +26,8 @@ class LoadedModel:
 
 def describe_zoo() -> list[str]:
     """One line per zoo entry, for --help texts and error messages."""
+    from optim.models.architectures import ARCHITECTURES  # transformers: imported only when needed
+
     lines = [f"{name} (shipped, trained)" for name in SHIPPED]
     lines += [f"{name}-arch (architecture only, random weights)" for name in ARCHITECTURES]
     return lines + ["any Hugging Face DETR id, e.g. facebook/detr-resnet-50", "a local save_pretrained folder"]
@@ -36,6 +37,8 @@ def load_model(name: str, num_labels: int | None = None, allow_download: bool = 
                trust_remote_code: bool = False) -> LoadedModel:
     """Resolve `name` (zoo name, `<arch>-arch`, local folder or hub id) to a DETR in eval mode."""
     from transformers import DetrForObjectDetection
+
+    from optim.models.architectures import ARCHITECTURES
 
     if name in SHIPPED:
         return LoadedModel(_from_folder(SHIPPED[name]), f"shipped:{name}", True, DEFAULT_INPUT_SIZE[name])

@@ -6,7 +6,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 SPEC ?= experiments/int8.yaml
 
-.PHONY: setup run test validate bench chromium clean-reports docs schema
+.PHONY: setup run test validate bench chromium clean-reports docs schema demo demo-streamlit
 
 setup: $(VENV)/.installed
 
@@ -14,7 +14,7 @@ $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip
 	$(PY) -m pip install -q torch==2.13.0
-	$(PY) -m pip install -q -e ".[cpu-all,inc,dev,docs]"
+	$(PY) -m pip install -q -e ".[cpu-all,inc,dev,docs,demo]"
 	touch $@
 
 run: setup
@@ -42,3 +42,15 @@ schema: setup
 
 bench: setup
 	$(PY) -m pytest benchmarks -q --benchmark-autosave
+
+# The web demo on http://127.0.0.1:7860 (Gradio) or :8501 (Streamlit): the shipped model, plus the variants of
+# reports/int8 once `make run` has written it.
+DEMO_REPORT ?= reports/int8
+DEMO_ARGS ?= $(if $(wildcard $(DEMO_REPORT)/results.json),--report $(DEMO_REPORT))
+
+demo: setup
+	$(PY) -m optim.demo.gradio_app $(DEMO_ARGS)
+
+demo-streamlit: setup
+	$(VENV)/bin/streamlit run optim/demo/streamlit_app.py --server.address 127.0.0.1 --server.headless true \
+	  --browser.gatherUsageStats false --client.toolbarMode viewer -- $(DEMO_ARGS)

@@ -84,11 +84,11 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as scratch:
         hand_xml = hand_made_ir(model, single_images(data.calibration_batches), input_size, Path(scratch) / "hand.xml")
         rows = {"lab": (lab_xml, *score(lab_xml, data)), "hand-made": (hand_xml, *score(hand_xml, data))}
-        options = {"precision": "f32", "threads": spec.latency.threads}
         times: dict[str, list[float]] = {name: [] for name in rows}
         for _ in range(args.pairs):
             for name, (xml, _, _) in rows.items():
-                times[name].append(benchmark_app_median_ms(xml, options, (1, 3, *input_size), args.seconds)[0])
+                times[name].append(benchmark_app_median_ms(xml, "f32", spec.latency.threads, (1, 3, *input_size),
+                                                             args.seconds)[0])
     print(f"{'IR':<10} {'mAP':>7} {'layers':>7} {'SDPA':>5}  compute precisions  benchmark_app median ms (pairs)")
     for name, (_, map_, info) in rows.items():
         print(f"{name:<10} {map_:7.4f} {info['runtime_layers']:7d} {info['fused_attention']:5d}  "

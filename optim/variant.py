@@ -116,7 +116,7 @@ def run_variant(variant: VariantSpec, spec: ExperimentSpec, data: ExperimentData
 
         synchronize = _synchronizer(variant)
         tqdm.write(f"{variant.name}: timing")
-        latency, timing = measure_variant_latency(engine, build.artifact,
+        latency, timing = measure_variant_latency(engine, quantize, build.artifact,
                                                   {size: data.example(size) for size in spec.batch_sizes},
                                                   spec.latency, synchronize, workdir)
         if on_gpu:  # TensorRT allocates its engine memory itself: its size is in the build notes

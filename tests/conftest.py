@@ -53,3 +53,43 @@ def calibration() -> list[np.ndarray]:
 def images() -> np.ndarray:
     """Three random 64x64 images for parity checks."""
     return np.random.default_rng(2).normal(size=(3, 3, 64, 64)).astype(np.float32)
+
+
+DEMO_SPEC = """
+name: demo
+model: synth-detr
+data: {{dataset: synthetic, root: {root}, eval_split: test, eval_images: 8, calibration_split: val, calibration_images: 16}}
+batch_sizes: [1]
+eval_batch_size: 4
+latency: {{warmup_iters: 1, min_iters: 3, max_iters: 10, max_seconds: 0.5}}
+profile: {{stages: false}}
+output_dir: {out}
+variants:
+  - name: pytorch-fp32
+    engine: {{kind: pytorch}}
+  - name: pytorch-int8-dynamic
+    steps: [{{kind: quantize, method: torch_dynamic}}]
+    engine: {{kind: pytorch}}
+  - name: onnxruntime-int8
+    steps: [{{kind: quantize, method: ort_static, per_channel: true}}]
+    engine: {{kind: onnxruntime}}
+  - name: openvino-int8
+    steps: [{{kind: quantize, method: nncf}}]
+    engine: {{kind: openvino}}
+"""
+
+
+@pytest.fixture(scope="session")
+def demo_report(tmp_path_factory) -> Path:
+    """A finished report of the shipped synth-detr (8 scored test images, 4 variants) for the demo's tests;
+    its data set (the real synthetic val and test splits) lies in `<report>/../../data`."""
+    import subprocess
+    import sys
+
+    tmp = tmp_path_factory.mktemp("demo-report")
+    spec = tmp / "demo.yaml"
+    spec.write_text(DEMO_SPEC.format(root=tmp / "data", out=tmp / "reports"))
+    run = subprocess.run([sys.executable, "-m", "optim.run", str(spec)], capture_output=True, text=True, timeout=900,
+                         check=False)
+    assert run.returncode == 0, run.stderr[-3000:]
+    return tmp / "reports" / "demo"

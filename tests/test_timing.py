@@ -7,6 +7,7 @@ import numpy as np
 import pytest
 
 from optim.engines.base import BuildContext
+from optim.engines.registry import create_engine
 from optim.errors import OptimError
 from optim.spec import EngineSpec, LatencySpec
 from optim.timing.isolated import measure_in_subprocess
@@ -19,8 +20,6 @@ QUICK = LatencySpec(warmup_iters=2, min_iters=5, max_iters=40, max_seconds=0.5, 
 
 
 def _build(kind: str, model, workdir, calibration, **engine):
-    from optim.engines.registry import create_engine
-
     built = create_engine(EngineSpec(kind=kind, **engine))
     info = built.build(model, None, BuildContext(workdir=workdir, input_size=SIZE, calibration=calibration,
                                                  threads=1))
@@ -34,11 +33,12 @@ def test_worker_times_the_artifact_and_the_engine_tool_agrees_on_what_it_ran(kin
     engine, info = _build(kind, model, tmp_path, calibration)
     try:
         # The reloaded engine computes what the built one computes.
-        reloaded = type(engine).load_artifact(engine.spec, info.artifact, engine.reload_options())
+        reloaded = create_engine(engine.spec)
+        reloaded.load(info.artifact, None, threads=1)
         for built, again in zip(engine.infer(images[:1]), reloaded.infer(images[:1])):
             np.testing.assert_allclose(again, built, rtol=0, atol=1e-6)
         inputs = {1: images[:1], 2: images[:2]}
-        latency, record = measure_variant_latency(engine, info.artifact, inputs, QUICK, None, tmp_path / "timing")
+        latency, record = measure_variant_latency(engine, None, info.artifact, inputs, QUICK, None, tmp_path / "timing")
     finally:
         engine.close()
     assert record["timed"] == "worker process"
@@ -55,7 +55,7 @@ def test_worker_times_the_artifact_and_the_engine_tool_agrees_on_what_it_ran(kin
 
 def test_pytorch_is_timed_in_process_against_torch_benchmark(model, images, tmp_path):
     engine, info = _build("pytorch", model, tmp_path, [])
-    latency, record = measure_variant_latency(engine, info.artifact, {1: images[:1]},
+    latency, record = measure_variant_latency(engine, None, info.artifact, {1: images[:1]},
                                               QUICK.model_copy(update={"reference_rounds": 2}), None, tmp_path)
     assert record["timed"] == "in-process" and set(latency) == {"1"}
     assert record["reference"]["tool"] == "torch.utils.benchmark"
@@ -66,7 +66,7 @@ def test_pytorch_is_timed_in_process_against_torch_benchmark(model, images, tmp_
 def test_isolate_off_times_in_process(model, calibration, images, tmp_path):
     pytest.importorskip("onnxruntime")
     engine, info = _build("onnxruntime", model, tmp_path, calibration)
-    latency, record = measure_variant_latency(engine, info.artifact, {1: images[:1]},
+    latency, record = measure_variant_latency(engine, None, info.artifact, {1: images[:1]},
                                               QUICK.model_copy(update={"isolate": False, "reference": False}),
                                               None, tmp_path)
     engine.close()
@@ -78,9 +78,8 @@ def test_a_failing_worker_names_the_artifact_and_shows_its_output(tmp_path):
     corrupt = tmp_path / "model.onnx"
     corrupt.write_bytes(b"not an onnx file")
     with pytest.raises(OptimError, match="timing worker failed") as error:
-        measure_in_subprocess(EngineSpec(kind="onnxruntime"), corrupt, {"providers": ["CPUExecutionProvider"],
-                                                                          "threads": 1},
-                              {1: np.zeros((1, 3, *SIZE), np.float32)}, QUICK, 1, tmp_path / "timing")
+        measure_in_subprocess(EngineSpec(kind="onnxruntime"), corrupt, None, {1: np.zeros((1, 3, *SIZE), np.float32)},
+                              QUICK, tmp_path / "timing")
     assert "model.onnx" in str(error.value) and "corrupt or invalid ONNX" in str(error.value)
 
 
@@ -88,11 +87,11 @@ def test_a_failing_reference_tool_is_recorded_not_fatal(model, images, tmp_path)
     pytest.importorskip("onnxruntime")
     engine, info = _build("onnxruntime", model, tmp_path, [])
     inputs = {1: images[:1]}
-    latency, record = measure_variant_latency(engine, info.artifact, inputs, QUICK.model_copy(update={"isolate": False}),
-                                              None, tmp_path)
+    latency, record = measure_variant_latency(engine, None, info.artifact, inputs,
+                                              QUICK.model_copy(update={"isolate": False}), None, tmp_path)
     assert record["reference"]["tool"] == "onnxruntime_test"
     info.artifact.write_bytes(b"gone")  # the tool now reads a corrupt file
-    _, record = measure_variant_latency(engine, info.artifact, inputs, QUICK.model_copy(update={"isolate": False}),
+    _, record = measure_variant_latency(engine, None, info.artifact, inputs, QUICK.model_copy(update={"isolate": False}),
                                         None, tmp_path)
     engine.close()
     assert "onnxruntime_test failed" in record["reference"]["error"] and latency["1"]["p50_ms"] > 0

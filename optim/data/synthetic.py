@@ -170,6 +170,12 @@ def _render_clip(rng: np.random.Generator, size: int, split_spec: SplitSpec):
         yield image, annotations
 
 
+def render_clip(seed: int, frames: int, size: int = 128, max_objects: int = 6) -> list[Image.Image]:
+    """The frames of one synthetic clip, deterministic from `seed` (annotations dropped): a built-in video."""
+    rng = np.random.default_rng(seed)
+    return [image for image, _ in _render_clip(rng, size, SplitSpec(1, frames, max_objects))]
+
+
 def generate_split(out_dir: Path, split: str, spec: SyntheticSpec) -> Path:
     """Write `out_dir/<split>/*.jpg` and `out_dir/annotations/instances_<split>.json`; return the json path."""
     claim_folder(out_dir)

@@ -15,6 +15,7 @@ from pathlib import Path
 
 import numpy as np
 
+from optim.errors import OptimError
 from optim.spec import EngineSpec, QuantizeStep
 
 
@@ -52,6 +53,15 @@ class Engine(ABC):
     def build(self, model, quantize: QuantizeStep | None, context: BuildContext) -> BuildInfo:
         """Prepare `model` (a float `DetrForObjectDetection`, eval mode) for inference, applying `quantize`."""
 
+    def artifact_in(self, workdir: Path, quantize: QuantizeStep | None) -> Path | None:
+        """The file `build` writes into `workdir` for this quantize step; None when it runs in memory."""
+        return None
+
+    def load(self, artifact: Path, quantize: QuantizeStep | None, threads: int | None = None) -> None:
+        """Run an artifact an earlier `build` wrote, as built: no export, no quantization."""
+        raise OptimError(f"engine '{self.kind}' keeps its model in memory: there is no built artifact to load",
+                         path=artifact, fix="choose a variant that runs on onnxruntime or openvino")
+
     @abstractmethod
     def infer(self, pixel_values: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """(B, 3, H, W) float32 -> (logits, pred_boxes) as float32 numpy arrays."""
@@ -59,13 +69,3 @@ class Engine(ABC):
     def close(self) -> None:
         """Release sessions and memory."""
 
-    def reload_options(self) -> dict | None:
-        """After `build`: what a fresh process needs, beside the artifact, to run exactly what this engine
-        runs (`load_artifact` takes it back), or None when what runs lives only in this process's memory
-        (PyTorch modules), so that it is timed in-process."""
-        return None
-
-    @classmethod
-    def load_artifact(cls, spec: EngineSpec, artifact: Path, options: dict) -> Engine:
-        """An engine ready to `infer`, loaded from a built artifact with `reload_options()`'s options."""
-        raise NotImplementedError(f"engine '{cls.kind}' runs from memory only")

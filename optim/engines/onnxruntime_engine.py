@@ -109,7 +109,6 @@ class OnnxRuntimeEngine(Engine):
     kind = "onnxruntime"
     session = None
     model_path: Path | None = None
-    _reload: dict | None = None  # providers and threads of the built session, for a timing worker
 
     def build(self, model, quantize: QuantizeStep | None, context: BuildContext) -> BuildInfo:
         start = time.perf_counter()
@@ -139,7 +138,6 @@ class OnnxRuntimeEngine(Engine):
             notes.append("quantized ops: " + summary_text(path))
         self.model_path = path
         self.session = create_session(path, providers, context.threads)
-        self._reload = {"providers": providers, "threads": context.threads}
         return BuildInfo(build_seconds=time.perf_counter() - start, artifact=path, notes=notes)
 
     @staticmethod
@@ -157,6 +155,17 @@ class OnnxRuntimeEngine(Engine):
         raise OptimError(f"quantize method '{step.method}' cannot run on engine 'onnxruntime'",
                          field="steps.quantize.method", fix="use ort_static, ort_dynamic or fp16")
 
+    def artifact_in(self, workdir: Path, quantize: QuantizeStep | None) -> Path:
+        return Path(workdir) / (ARTIFACT_NAMES[quantize.method] if quantize else "model.onnx")
+
+    def load(self, artifact: Path, quantize: QuantizeStep | None, threads: int | None = None) -> None:
+        if not Path(artifact).is_file():
+            raise OptimError("the variant's ONNX file is missing", path=artifact,
+                             fix="run the experiment again (python -m optim.run SPEC) to rebuild it")
+        self.model_path = Path(artifact)
+        self.session = create_session(self.model_path, resolve_providers(list(self.spec.providers), self.spec.device),
+                                      threads)
+
     def infer(self, pixel_values: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         if self.session is None:
             raise RuntimeError("OnnxRuntimeEngine.infer called before build() or after close()")
@@ -164,17 +173,6 @@ class OnnxRuntimeEngine(Engine):
 
     def close(self) -> None:
         self.session = None
-
-    def reload_options(self) -> dict | None:
-        return self._reload
-
-    @classmethod
-    def load_artifact(cls, spec, artifact, options: dict) -> OnnxRuntimeEngine:
-        """A session on a saved ONNX file with the providers and threads it was measured with."""
-        engine = cls(spec)
-        engine.model_path = Path(artifact)
-        engine.session = create_session(engine.model_path, options["providers"], options["threads"])
-        return engine
 
 
 def summary_text(onnx_path: Path) -> str:

@@ -6,6 +6,7 @@ from __future__ import annotations
 import time
 from collections import Counter
 from collections.abc import Collection
+from pathlib import Path
 
 import numpy as np
 
@@ -62,7 +63,7 @@ class OpenVinoEngine(Engine):
         self._core = None
         self._compile_config: dict = {}
         self._requests: dict[tuple[int, ...], object] = {}  # input shape -> request of the static-shape model
-        self._reload: dict | None = None
+        self.precision: str | None = None  # the inference precision compiled with (f32, bf16, f16)
 
     def build(self, model, quantize: QuantizeStep | None, context: BuildContext) -> BuildInfo:
         start = time.perf_counter()
@@ -86,7 +87,7 @@ class OpenVinoEngine(Engine):
         self._core, self._compile_config = core, self._config(ov, precision, context.threads)
         self.compiled = core.compile_model(ov_model, "CPU", self._compile_config)
         self._check_precision_applied(precision, method)
-        self._reload = {"precision": precision, "threads": context.threads}
+        self.precision = precision
         notes.append(f"inference precision {precision}; compute layers by runtime precision: "
                      f"{executed_precisions(self.compiled)}")
         if precision == "f32" and "BF16" in core.get_property("CPU", "OPTIMIZATION_CAPABILITIES"):
@@ -94,6 +95,25 @@ class OpenVinoEngine(Engine):
                          "pins f32 (a variant with quantize method bf16 measures what a user gets by default)")
         notes.append(self._check_parity(model, context, strict=method is None and precision == "f32"))
         return BuildInfo(build_seconds=time.perf_counter() - start, artifact=artifact, notes=notes)
+
+    def artifact_in(self, workdir: Path, quantize: QuantizeStep | None) -> Path:
+        return Path(workdir) / "model.xml"
+
+    def load(self, artifact: Path, quantize: QuantizeStep | None, threads: int | None = None) -> None:
+        ov = _import_openvino()
+        core = ov.Core()
+        precision = self._inference_precision(core, quantize)
+        if not (Path(artifact).is_file() and Path(artifact).with_suffix(".bin").is_file()):
+            raise OptimError("the variant's OpenVINO IR (model.xml + model.bin) is missing", path=artifact,
+                             fix="run the experiment again (python -m optim.run SPEC) to rebuild it")
+        try:
+            self.ov_model = core.read_model(str(artifact))
+        except RuntimeError as error:
+            raise OptimError(f"OpenVINO cannot read the IR ({error})", path=artifact,
+                             fix="delete the variant's artifacts folder and run the experiment again") from error
+        self._core, self._compile_config, self.precision = core, self._config(ov, precision, threads), precision
+        self.compiled = core.compile_model(self.ov_model, "CPU", self._compile_config)
+        self._check_precision_applied(precision, quantize.method if quantize else None)
 
     def _convert(self, ov, model, context: BuildContext):
         """The float model as an `openvino.Model` with a dynamic batch axis: straight from PyTorch (OpenVINO's
@@ -188,16 +208,3 @@ class OpenVinoEngine(Engine):
         self.compiled = None
         self.ov_model = None
         self._requests = {}
-
-    def reload_options(self) -> dict | None:
-        return self._reload
-
-    @classmethod
-    def load_artifact(cls, spec, artifact, options: dict) -> OpenVinoEngine:
-        """Compile a saved IR with the settings it was measured with (inference precision, threads)."""
-        ov = _import_openvino()
-        engine = cls(spec)
-        engine._core = ov.Core()
-        engine._compile_config = engine._config(ov, options["precision"], options["threads"])
-        engine.ov_model = engine._core.read_model(str(artifact))
-        return engine

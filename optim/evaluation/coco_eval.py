@@ -46,7 +46,7 @@ def coco_metrics(coco_gt, detections: dict[int, Detections],
     return {name: float(value) for name, value in zip(METRIC_NAMES, evaluator.stats[:6])}
 
 
-def _iou(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+def box_iou(a: np.ndarray, b: np.ndarray) -> np.ndarray:
     """Pairwise IoU of xyxy boxes a (N, 4) and b (M, 4)."""
     lt = np.maximum(a[:, None, :2], b[None, :, :2])
     rb = np.minimum(a[:, None, 2:], b[None, :, 2:])
@@ -68,7 +68,7 @@ def fidelity(baseline: dict[int, Detections], variant: dict[int, Detections], sc
         if other is None or not keep.any():
             continue
         other_keep = other.scores > score_threshold
-        ious = _iou(base.boxes[keep], other.boxes[other_keep])
+        ious = box_iou(base.boxes[keep], other.boxes[other_keep])
         same_label = base.labels[keep][:, None] == other.labels[other_keep][None, :]
         matched += int(((ious >= iou_threshold) & same_label).any(axis=1).sum())
     return matched / total if total else 1.0

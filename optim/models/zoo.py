@@ -28,6 +28,7 @@ class LoadedModel:
 
 def describe_zoo() -> list[str]:
     """One line per zoo entry, for --help texts and error messages."""
+
     lines = [f"{name} (shipped, trained)" for name in SHIPPED]
     lines += [f"{name}-arch (architecture only, random weights)" for name in DEFAULT_INPUT_SIZE]
     return lines + ["any Hugging Face DETR id, e.g. facebook/detr-resnet-50", "a local save_pretrained folder"]
@@ -40,6 +41,8 @@ def load_model(name: str, num_labels: int | None = None, allow_download: bool = 
     A checkpoint that lacks tensors the architecture needs is an error unless `allow_missing_weights` (then
     they keep their random initial values and a warning names how many)."""
     from transformers import DetrForObjectDetection
+
+    from optim.models.architectures import ARCHITECTURES
 
     if name in SHIPPED:
         return LoadedModel(_from_folder(SHIPPED[name], allow_missing_weights), f"shipped:{name}", True,

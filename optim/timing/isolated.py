@@ -10,7 +10,7 @@ from pathlib import Path
 import numpy as np
 
 from optim.errors import OptimError
-from optim.spec import EngineSpec, LatencySpec
+from optim.spec import EngineSpec, LatencySpec, QuantizeStep
 
 STARTUP_SECONDS = 120  # imports, artifact load and compile, speed-probe calibration: generous for a 1-s model
 
@@ -21,9 +21,10 @@ def timeout_for(latency: LatencySpec, batch_sizes: int) -> float:
     return STARTUP_SECONDS + batch_sizes * per_batch
 
 
-def measure_in_subprocess(engine: EngineSpec, artifact: Path, options: dict, inputs: dict[int, np.ndarray],
-                          latency: LatencySpec, threads: int | None, workdir: Path) -> dict[str, dict]:
-    """LatencyStats dicts per batch size, timed by a worker process that loads only `artifact`'s engine.
+def measure_in_subprocess(engine: EngineSpec, artifact: Path, quantize: QuantizeStep | None,
+                          inputs: dict[int, np.ndarray], latency: LatencySpec, workdir: Path) -> dict[str, dict]:
+    """LatencyStats dicts per batch size, timed by a worker process that loads only `artifact`'s engine, as
+    built with `quantize`, on the spec's threads.
 
     `inputs` are the preprocessed batches to time (saved beside the artifact so the worker times exactly
     the data the in-process run would). A worker that fails or times out raises OptimError with its
@@ -33,8 +34,9 @@ def measure_in_subprocess(engine: EngineSpec, artifact: Path, options: dict, inp
     for batch_size, batch in inputs.items():
         paths[str(batch_size)] = str(workdir / f"timing_input_b{batch_size}.npy")
         np.save(paths[str(batch_size)], np.ascontiguousarray(batch, dtype=np.float32))
-    request = {"engine": engine.model_dump(mode="json"), "artifact": str(artifact), "options": options,
-               "inputs": paths, "latency": latency.model_dump(mode="json"), "threads": threads}
+    request = {"engine": engine.model_dump(mode="json"), "artifact": str(artifact),
+               "quantize": quantize.model_dump(mode="json") if quantize else None,
+               "inputs": paths, "latency": latency.model_dump(mode="json"), "threads": latency.threads}
     request_path, result_path = workdir / "timing_request.json", workdir / "timing_result.json"
     request_path.write_text(json.dumps(request, indent=1))
     result_path.unlink(missing_ok=True)

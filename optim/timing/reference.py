@@ -19,6 +19,8 @@ from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
+from optim.spec import LatencySpec
+
 AGREEMENT_TOLERANCE = 0.15  # lab / reference outside [1/1.15, 1.15] is flagged in the report
 
 
@@ -53,16 +55,16 @@ def _run(tool: str, command: list[str], timeout: float) -> str:
     return done.stdout
 
 
-def benchmark_app_median_ms(artifact: Path, options: dict, shape: tuple[int, ...], seconds: float) -> tuple[float, str]:
+def benchmark_app_median_ms(artifact: Path, precision: str, threads: int | None, shape: tuple[int, ...],
+                            seconds: float) -> tuple[float, str]:
     """OpenVINO benchmark_app's median latency (ms) for the IR at `shape`, with the lab's settings (it times
     whole seconds: at least 1)."""
     tool = shutil.which("benchmark_app") or str(Path(sys.executable).parent / "benchmark_app")
     command = [tool, "-m", str(artifact), "-d", "CPU", "-api", "sync",
                "-shape", f"pixel_values[{','.join(map(str, shape))}]", "-t", str(max(1, round(seconds))),
-               "-infer_precision", options["precision"]]
+               "-infer_precision", precision]
     # The lab compiles with the latency hint (one stream); benchmark_app takes a thread count only without a
     # hint, so then it gets the latency hint's one stream explicitly.
-    threads = options.get("threads")
     command += ["-hint", "none", "-nstreams", "1", "-nthreads", str(threads)] if threads else ["-hint", "latency"]
     output = _run("benchmark_app", command, timeout=120 + 4 * seconds)
     match = re.search(r"Median:\s+([0-9.]+)\s*(ms|us)", output)  # it prints us below 1 ms
@@ -98,12 +100,14 @@ def _torch_threads() -> int:
     return torch.get_num_threads()
 
 
-def reference_figure(kind: str, artifact: Path | None, options: dict | None, batch: tuple[int, ...],
-                     lab_stats: dict, seconds: float, infer: Callable[[], object]) -> ReferenceFigure | None:
-    """The engine's own tool on what the lab timed, beside the lab's matching statistic; None when the
-    engine has no reference tool here (TensorRT's trtexec is used on GPU machines only)."""
-    if kind == "openvino" and artifact is not None and options is not None:
-        ms, command = benchmark_app_median_ms(artifact, options, batch, seconds)
+def reference_figure(engine, artifact: Path | None, batch: tuple[int, ...], lab_stats: dict, latency: LatencySpec,
+                     infer: Callable[[], object]) -> ReferenceFigure | None:
+    """The engine's own tool on what the lab timed (`engine` as built, `artifact` the file it runs), beside the
+    lab's matching statistic; None when the engine has no reference tool here (TensorRT's trtexec is used on
+    GPU machines only)."""
+    kind, seconds = engine.spec.kind, latency.reference_seconds
+    if kind == "openvino" and artifact is not None:
+        ms, command = benchmark_app_median_ms(artifact, engine.precision, latency.threads, batch, seconds)
         return ReferenceFigure("benchmark_app", command, "median", ms, lab_stats["p50_ms"])
     if kind == "onnxruntime" and artifact is not None:
         iterations = max(20, int(seconds * 1000.0 / max(lab_stats["mean_ms"], 1e-3)))

@@ -9,7 +9,7 @@ from pathlib import Path
 import numpy as np
 
 from optim.latency import measure
-from optim.spec import EngineSpec, LatencySpec
+from optim.spec import LatencySpec, QuantizeStep
 from optim.timing.isolated import measure_in_subprocess
 from optim.timing.reference import agrees, reference_figure
 
@@ -23,37 +23,35 @@ TIMING_TEXT = ("Engines that run from a file (ONNX Runtime, OpenVINO) are timed 
                "same statistic, the median over rounds, flagged outside 0.87-1.15.")
 
 
-def time_batches(engine, artifact: Path | None, inputs: dict[int, np.ndarray], latency: LatencySpec,
-                 synchronize: Callable[[], None] | None, workdir: Path) -> tuple[dict[str, dict], str]:
+def time_batches(engine, quantize: QuantizeStep | None, artifact: Path | None, inputs: dict[int, np.ndarray],
+                 latency: LatencySpec, synchronize: Callable[[], None] | None,
+                 workdir: Path) -> tuple[dict[str, dict], str]:
     """LatencyStats dicts per batch size and where they were timed ("worker process" or "in-process")."""
-    options = engine.reload_options() if latency.isolate and artifact is not None else None
-    if options is not None:
-        spec: EngineSpec = engine.spec
-        return measure_in_subprocess(spec, artifact, options, inputs, latency, latency.threads, workdir), \
-            "worker process"
+    if latency.isolate and artifact is not None and engine.artifact_in(workdir, quantize) is not None:
+        return measure_in_subprocess(engine.spec, artifact, quantize, inputs, latency, workdir), "worker process"
     return {str(size): measure(lambda batch=batch: engine.infer(batch), latency, size, synchronize).as_dict()
             for size, batch in inputs.items()}, "in-process"
 
 
-def measure_variant_latency(engine, artifact: Path | None, inputs: dict[int, np.ndarray], latency: LatencySpec,
+def measure_variant_latency(engine, quantize: QuantizeStep | None, artifact: Path | None,
+                            inputs: dict[int, np.ndarray], latency: LatencySpec,
                             synchronize: Callable[[], None] | None, workdir: Path) -> tuple[dict, dict]:
     """(latency per batch size, timing record). The record says where the lab timed and, when the spec asks
     for it, each reference round at the first batch size (lab, then the engine's own tool) and the median
     lab / reference ratio; a reference tool that fails is recorded with its reason, never fails the variant."""
-    results, where = time_batches(engine, artifact, inputs, latency, synchronize, workdir)
+    results, where = time_batches(engine, quantize, artifact, inputs, latency, synchronize, workdir)
     record: dict = {"timed": where, "reference": None}
     if not latency.reference:
         return results, record
     size = min(inputs)
     batch = inputs[size]
-    options = engine.reload_options()
     rounds = []
     try:
         for index in range(latency.reference_rounds):
-            lab = results[str(size)] if index == 0 else time_batches(engine, artifact, {size: batch}, latency,
-                                                                     synchronize, workdir)[0][str(size)]
-            figure = reference_figure(engine.spec.kind, artifact, options, tuple(batch.shape), lab,
-                                      latency.reference_seconds, lambda: engine.infer(batch))
+            lab = results[str(size)] if index == 0 else time_batches(engine, quantize, artifact, {size: batch},
+                                                                     latency, synchronize, workdir)[0][str(size)]
+            figure = reference_figure(engine, artifact, tuple(batch.shape), lab, latency,
+                                      lambda: engine.infer(batch))
             if figure is None:
                 return results, record
             rounds.append(figure.as_dict())

@@ -2,9 +2,9 @@
 
 The process loads only the engine that runs the artifact, so no other runtime's thread pool (ONNX Runtime
 sessions of the parity check, PyTorch's pool after evaluation, an earlier variant's OpenVINO streams) shares
-the cores while it is timed. The request names the engine spec, the artifact and its reload options, the
-latency settings and one preprocessed input batch (.npy) per batch size; the result is one LatencyStats
-dict per batch size (see optim.latency).
+the cores while it is timed. The request names the engine spec, the artifact and the quantize step it was
+built with (`Engine.load` runs it as built), the latency settings and one preprocessed input batch (.npy)
+per batch size; the result is one LatencyStats dict per batch size (see optim.latency).
 """
 
 from __future__ import annotations
@@ -23,13 +23,13 @@ def time_artifact(request: dict) -> dict[str, dict]:
     from optim.engines.registry import create_engine
     from optim.latency import measure
     from optim.machine_load import MACHINE_SPEED
-    from optim.spec import EngineSpec, LatencySpec
+    from optim.spec import EngineSpec, LatencySpec, QuantizeStep
 
     if request["threads"]:
-        torch.set_num_threads(request["threads"])  # the speed probe's pool; engines take threads from options
-    spec = EngineSpec.model_validate(request["engine"])
-    engine_class = type(create_engine(spec))
-    engine = engine_class.load_artifact(spec, Path(request["artifact"]), request["options"])
+        torch.set_num_threads(request["threads"])  # the speed probe's pool; the engine gets them from load()
+    engine = create_engine(EngineSpec.model_validate(request["engine"]))
+    quantize = QuantizeStep.model_validate(request["quantize"]) if request["quantize"] else None
+    engine.load(Path(request["artifact"]), quantize, request["threads"])
     latency = LatencySpec.model_validate(request["latency"])
     MACHINE_SPEED.calibrate(seconds=1.0)  # see the machine's fast state before timing anything
     results = {}

@@ -61,9 +61,9 @@ model: synth-detr
 data: {{dataset: synthetic, root: {root}, eval_split: test, eval_images: 8, calibration_split: val, calibration_images: 16}}
 batch_sizes: [1]
 eval_batch_size: 4
-latency: {{warmup_iters: 1, min_iters: 3, max_iters: 10, max_seconds: 0.5}}
+latency: {{warmup_iters: 1, min_iters: 3, max_iters: 10, max_seconds: 0.5, reference_seconds: 0.5}}
 profile: {{stages: false}}
-output_dir: {out}
+output_dir: reports
 variants:
   - name: pytorch-fp32
     engine: {{kind: pytorch}}
@@ -88,8 +88,8 @@ def demo_report(tmp_path_factory) -> Path:
 
     tmp = tmp_path_factory.mktemp("demo-report")
     spec = tmp / "demo.yaml"
-    spec.write_text(DEMO_SPEC.format(root=tmp / "data", out=tmp / "reports"))
+    spec.write_text(DEMO_SPEC.format(root=tmp / "data"))
     run = subprocess.run([sys.executable, "-m", "optim.run", str(spec)], capture_output=True, text=True, timeout=900,
-                         check=False)
+                         check=False, cwd=tmp)  # a spec's output_dir stays under the working folder
     assert run.returncode == 0, run.stderr[-3000:]
     return tmp / "reports" / "demo"

@@ -88,7 +88,7 @@ def demo_report(tmp_path_factory) -> Path:
 
     tmp = tmp_path_factory.mktemp("demo-report")
     spec = tmp / "demo.yaml"
-    spec.write_text(DEMO_SPEC.format(root=tmp / "data"))
+    spec.write_text(DEMO_SPEC.format(root="data"))
     run = subprocess.run([sys.executable, "-m", "optim.run", str(spec)], capture_output=True, text=True, timeout=900,
                          check=False, cwd=tmp)  # a spec's output_dir stays under the working folder
     assert run.returncode == 0, run.stderr[-3000:]

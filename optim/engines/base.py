@@ -15,6 +15,7 @@ from pathlib import Path
 
 import numpy as np
 
+from optim.errors import OptimError
 from optim.spec import EngineSpec, QuantizeStep
 
 
@@ -55,6 +56,12 @@ class Engine(ABC):
     @abstractmethod
     def infer(self, pixel_values: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """(B, 3, H, W) float32 -> (logits, pred_boxes) as float32 numpy arrays."""
+
+    def load_artifact(self, artifact: Path, quantize: QuantizeStep | None, threads: int | None = None) -> None:
+        """Load a file that `build` wrote in an earlier run (for serving: no re-export, no re-quantization);
+        afterwards `infer` runs it. Engines whose model lives only in memory cannot."""
+        raise OptimError(f"engine '{self.kind}' keeps its model in memory, so a report holds no artifact of it to "
+                         "serve", field="variant", fix="serve an onnxruntime or openvino variant of the report")
 
     def close(self) -> None:
         """Release sessions and memory."""

@@ -140,6 +140,12 @@ class OnnxRuntimeEngine(Engine):
         self.session = create_session(path, providers, context.threads)
         return BuildInfo(build_seconds=time.perf_counter() - start, artifact=path, notes=notes)
 
+    def load_artifact(self, artifact: Path, quantize: QuantizeStep | None, threads: int | None = None) -> None:
+        """Open the ONNX file an earlier `build` wrote (already quantized, if the variant quantizes)."""
+        self.model_path = Path(artifact)
+        self.session = create_session(self.model_path, resolve_providers(list(self.spec.providers), self.spec.device),
+                                      threads)
+
     @staticmethod
     def _quantize(source: Path, output: Path, step: QuantizeStep, batches: list[np.ndarray],
                   target_gpu: bool) -> list[str]:

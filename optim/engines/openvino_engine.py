@@ -6,6 +6,7 @@ from __future__ import annotations
 import time
 from collections import Counter
 from collections.abc import Collection
+from pathlib import Path
 
 import numpy as np
 
@@ -86,6 +87,16 @@ class OpenVinoEngine(Engine):
         notes.append(f"inference precision {precision}; compute layers by runtime precision: "
                      f"{executed_precisions(self.compiled)}")
         return BuildInfo(build_seconds=time.perf_counter() - start, artifact=artifact, notes=notes)
+
+    def load_artifact(self, artifact: Path, quantize: QuantizeStep | None, threads: int | None = None) -> None:
+        """Compile the IR (model.xml + .bin) an earlier `build` wrote, with the same precision and hints."""
+        ov = _import_openvino()
+        core = ov.Core()
+        precision = self._inference_precision(core, quantize)
+        self.ov_model = core.read_model(str(artifact))
+        self.compiled = core.compile_model(self.ov_model, "CPU", self._config(ov, precision, threads))
+        self._check_precision_applied(precision, quantize.method if quantize else None)
+        self.request = self.compiled.create_infer_request()
 
     @staticmethod
     def _inference_precision(core, quantize: QuantizeStep | None) -> str:

@@ -53,3 +53,40 @@ def calibration() -> list[np.ndarray]:
 def images() -> np.ndarray:
     """Three random 64x64 images for parity checks."""
     return np.random.default_rng(2).normal(size=(3, 3, 64, 64)).astype(np.float32)
+
+
+SERVING_SPEC = """
+name: serving
+model: synth-detr
+data: {{dataset: synthetic, root: {root}, eval_split: test, eval_images: 24, calibration_split: val,
+        calibration_images: 8}}
+batch_sizes: [1]
+eval_batch_size: 8
+latency: {{warmup_iters: 1, min_iters: 3, max_iters: 10, max_seconds: 0.3, threads: 1}}
+profile: {{stages: false}}
+output_dir: {out}
+variants:
+  - name: onnxruntime-fp32
+    engine: {{kind: onnxruntime}}
+  - name: openvino-fp32
+    engine: {{kind: openvino}}
+  - name: pytorch-fp32
+    engine: {{kind: pytorch}}
+"""
+
+
+@pytest.fixture(scope="session")
+def served_report(tmp_path_factory) -> Path:
+    """A report of the shipped synth-detr on 24 test images (ONNX Runtime, OpenVINO and PyTorch FP32), for the
+    serving tests: what optim.deploy and optim.serve start from."""
+    import subprocess
+    import sys
+
+    tmp = tmp_path_factory.mktemp("serving")
+    root = ensure_dataset(tmp / "data", ("test", "val"))
+    spec = tmp / "serving.yaml"
+    spec.write_text(SERVING_SPEC.format(root=root, out=tmp / "reports"))
+    result = subprocess.run([sys.executable, "-m", "optim.run", str(spec)], capture_output=True, text=True,
+                            timeout=600, check=False)
+    assert result.returncode == 0, result.stderr[-3000:]
+    return tmp / "reports" / "serving"

@@ -35,11 +35,15 @@ def log_tail(path: Path, lines: int = LOG_TAIL_LINES) -> str:
 
 
 class ServerProcess:
-    """`with ServerProcess(source, ...) as server:` -> server.http_url / grpc_url / metrics_url while it runs."""
+    """`with ServerProcess(source, models) as server:` -> server.http_url / grpc_url / metrics_url while it runs.
 
-    def __init__(self, source: Path, extra_args: list[str] | None = None, timeout_s: float = 180.0,
-                 host: str = "127.0.0.1", python: str | None = None):
+    Ready = the server and every model in `models` answer 200 on their KServe-v2 ready endpoints (PyTriton's
+    server is ready before its models are bound, so the models must be named)."""
+
+    def __init__(self, source: Path, models: list[str], extra_args: list[str] | None = None,
+                 timeout_s: float = 180.0, host: str = "127.0.0.1", python: str | None = None):
         self.source = Path(source)
+        self.models = list(models)
         self.extra_args = list(extra_args or [])
         self.timeout_s = timeout_s
         self.host = host
@@ -86,12 +90,16 @@ class ServerProcess:
                          fix="read the log above, or give a longer timeout")
 
     def ready(self) -> bool:
-        """GET /v2/health/ready answers 200."""
+        """GET /v2/health/ready and /v2/models/<model>/ready answer 200."""
+        paths = ["/v2/health/ready"] + [f"/v2/models/{model}/ready" for model in self.models]
         try:
-            with urllib.request.urlopen(f"http://{self.http_url}/v2/health/ready", timeout=2) as response:
-                return response.status == 200
+            for path in paths:
+                with urllib.request.urlopen(f"http://{self.http_url}{path}", timeout=2) as response:
+                    if response.status != 200:
+                        return False
         except (urllib.error.URLError, OSError):
             return False
+        return True
 
     def stop(self, timeout_s: float = 30.0) -> int | None:
         """SIGTERM (a clean Triton stop), SIGKILL to the process group if it does not exit in time."""

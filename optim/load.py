@@ -36,6 +36,11 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--path", choices=("detect", "raw", "both"), default="both",
                         help="accuracy: images to <variant>_detect, tensors to <variant>, or both")
     parser.add_argument("--data-root", type=Path, help="accuracy: the data set folder, if not where the run had it")
+    parser.add_argument("--in-process", type=Path, metavar="REPOSITORY",
+                        help="first measure the server's overhead at concurrency 1: served p50 - p50 of the "
+                             "repository's model run in this process on the same input, alternating the two")
+    parser.add_argument("--threads", type=int, help="--in-process: intra-op threads, 0 = all (default: the "
+                                                     "repository's; give the server's --threads if overridden)")
     parser.add_argument("--json", type=Path, help="also write the results to this JSON file")
     return parser.parse_args()
 
@@ -63,21 +68,46 @@ def run_load(args: argparse.Namespace) -> list[dict]:
     from optim.errors import OptimError
     from optim.serving.loadgen import Target, closed_loop, open_loop
 
-    if not args.model or not (args.concurrency or args.rate):
+    if not args.model or not (args.concurrency or args.rate or args.in_process):
         raise OptimError("nothing to measure", field="--model/--concurrency/--rate",
-                         fix="give --model and at least one --concurrency or --rate level (or --accuracy REPOSITORY)")
+                         fix="give --model and --concurrency, --rate or --in-process (or --accuracy REPOSITORY)")
     outputs = ["boxes", "scores", "labels"] if args.image else ["logits", "pred_boxes"]
     target = Target(args.url, args.protocol, args.model, request_inputs(args), outputs, args.metrics_url)
-    levels = [closed_loop(target, c, args.duration, args.warmup) for c in args.concurrency]
+    levels = []
+    if args.in_process:
+        from optim.serving.engine import load_engine
+        from optim.serving.loadgen import paired_overhead
+        from optim.serving.repository import read_manifest
+
+        manifest = read_manifest(args.in_process)
+        threads = manifest["serving"]["threads"] if args.threads is None else args.threads
+        engine = load_engine(args.in_process, manifest, threads)
+        try:
+            levels.append(paired_overhead(target, engine.infer, args.duration))
+        finally:
+            engine.close()
+        levels[-1]["in_process"]["threads"] = threads
+    levels += [closed_loop(target, c, args.duration, args.warmup) for c in args.concurrency]
     levels += [open_loop(target, rate, args.duration) for rate in args.rate]
     for level in levels:
-        where = f"concurrency {level['concurrency']}" if level["mode"] == "closed" else f"rate {level['rate']:g}/s"
-        server = level.get("server") or {}
-        print(f"{args.protocol} {args.model} {where}: {level['throughput_ips']:.1f} img/s, p50 {level.get('p50_ms')} "
-              f"p90 {level.get('p90_ms')} p99 {level.get('p99_ms')} ms, {level['errors']} errors"
-              + (f"; server queue {server.get('queue_ms')} ms, compute {server.get('compute_infer_ms')} ms, "
-                 f"batch {server.get('mean_batch')}" if server else ""))
+        print(_describe(args, level))
     return levels
+
+
+def _describe(args: argparse.Namespace, level: dict) -> str:
+    """One line per load level."""
+    where = {"closed": f"concurrency {level.get('concurrency')}", "open": f"rate {level.get('rate', 0):g}/s",
+             "paired": "concurrency 1 alternating with in-process"}[level["mode"]]
+    server = level.get("server") or {}
+    text = (f"{args.protocol} {args.model} {where}: {level['throughput_ips']:.1f} img/s, p50 {level.get('p50_ms')} "
+            f"p90 {level.get('p90_ms')} p99 {level.get('p99_ms')} ms, {level['errors']} errors")
+    if server:
+        text += (f"; server queue {server.get('queue_ms')} ms, compute {server.get('compute_infer_ms')} ms, "
+                 f"batch {server.get('mean_batch')}")
+    if "in_process" in level:
+        text += (f"; in-process p50 {level['in_process']['p50_ms']} ms ({level['in_process']['iters']} calls): "
+                 f"overhead {level.get('overhead_p50_ms', float('nan')):+.3f} ms")
+    return text
 
 
 def run_accuracy(args: argparse.Namespace) -> tuple[list[dict], bool]:

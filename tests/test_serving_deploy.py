@@ -32,7 +32,7 @@ def test_repository_configs_parse_with_tritons_schema(served_report, tmp_path):
     assert [(t.name, list(t.dims)) for t in core.output] == [("logits", [20, 5]), ("pred_boxes", [20, 4])]
     assert [(g.count, g.kind) for g in core.instance_group] == [(3, 2)]  # 2 = KIND_CPU
     assert list(core.dynamic_batching.preferred_batch_size) == [4, 8]
-    assert core.dynamic_batching.max_queue_delay_microseconds == 2000
+    assert core.dynamic_batching.max_queue_delay_microseconds == 100
     detect = configs[names["detect"]]
     assert detect.platform == "ensemble"
     assert [s.model_name for s in detect.ensemble_scheduling.step] == [names["preprocess"], names["core"],

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import threading
 import time
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 
@@ -112,6 +113,41 @@ def open_loop(target: Target, rate: float, duration_s: float, seed: int = 0, max
     result = summarize(samples, elapsed, target, before)
     _close(clients)
     return {"mode": "open", "rate": rate, "offered": len(arrivals), **result}
+
+
+def paired_overhead(target: Target, infer: Callable[[np.ndarray], object], duration_s: float, rounds: int = 10,
+                    warmup: int = 10) -> dict:
+    """The server's overhead at concurrency 1: `rounds` alternating slices of back-to-back `infer(inputs)` calls
+    in this process (the same engine and input) and back-to-back requests to the server, `duration_s` in all;
+    alternating cancels the drift of a shared machine's speed between the two."""
+    client = TritonClient(target.url, target.protocol)
+    pixels = next(iter(target.inputs.values()))
+    local: list[float] = []
+    served = Samples()
+    try:
+        for _ in range(warmup):
+            infer(pixels)
+            _send(lambda: client, target, Samples(), time.perf_counter())
+        before = _scrape(target)
+        slice_s = duration_s / (2 * rounds)
+        for _ in range(rounds):
+            end = time.perf_counter() + slice_s
+            while time.perf_counter() < end:
+                start = time.perf_counter()
+                infer(pixels)
+                local.append(time.perf_counter() - start)
+            end = time.perf_counter() + slice_s
+            while time.perf_counter() < end:
+                _send(lambda: client, target, served, time.perf_counter())
+        result = {"mode": "paired", "concurrency": 1, **summarize(served, duration_s / 2, target, before)}
+    finally:
+        client.close()
+    ms = np.asarray(local) * 1000.0
+    result["in_process"] = {f"p{q}_ms": round(float(np.percentile(ms, q)), 3) for q in (50, 90, 99)}
+    result["in_process"]["iters"] = len(ms)
+    if "p50_ms" in result:
+        result["overhead_p50_ms"] = round(result["p50_ms"] - result["in_process"]["p50_ms"], 3)
+    return result
 
 
 def _scrape(target: Target) -> dict[str, float] | None:

@@ -17,11 +17,10 @@ from pathlib import Path
 import numpy as np
 
 from optim.data.pixels import decode_image, preprocess_array
-from optim.engines.registry import create_engine
 from optim.errors import MissingExtraError
 from optim.evaluation.postprocess import postprocess
+from optim.serving.engine import load_engine
 from optim.serving.options import ServingOptions
-from optim.spec import QuantizeStep, VariantSpec
 
 KEEP_ALL = -1.0  # post-processing threshold below any score: one detection per query, fixed shapes
 
@@ -34,16 +33,6 @@ class Endpoints:
     http_port: int = 8000
     grpc_port: int = 8001
     metrics_port: int = 8002
-
-
-def load_engine(repository: Path, manifest: dict, threads: int):
-    """One engine instance running the repository's copy of the measured artifact."""
-    spec = VariantSpec.model_validate(manifest["spec"])
-    quantize = next((s for s in spec.steps if isinstance(s, QuantizeStep)), None)
-    filename = "model.onnx" if manifest["backend"] == "onnxruntime" else "model.xml"
-    engine = create_engine(spec.engine)
-    engine.load_artifact(Path(repository) / manifest["models"]["core"] / "1" / filename, quantize, threads)
-    return engine
 
 
 def raw_callable(engine):

@@ -66,6 +66,11 @@ def run_experiment(spec: ExperimentSpec, out_dir: Path | None = None, resume: bo
         records.append(record)
     results = _assemble(spec, loaded, input_size, data, records)
     write_json_atomic(out_dir / "results.json", results)
+    if spec.serving:  # reads the results.json just written: serving deploys what was measured
+        from optim.serving.in_run import measure_serving
+
+        results["serving"] = measure_serving(spec.serving, out_dir)
+        write_json_atomic(out_dir / "results.json", results)
     from optim.report.html import write_report
     from optim.report.tables import write_tables
 

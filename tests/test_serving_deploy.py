@@ -81,3 +81,17 @@ def test_bad_options_and_unservable_variants_are_clear_errors(served_report, tmp
     with pytest.raises(OptimError, match="not a model repository"):
         deploy_variant(served_report, "onnxruntime-fp32", tmp_path / "busy", ServingOptions())
     assert not (tmp_path / MANIFEST).exists()
+
+
+def test_serving_section_names_only_spec_variants():
+    from pydantic import ValidationError
+
+    from optim.spec import ExperimentSpec
+
+    spec = {"name": "x", "variants": [{"name": "a", "engine": {"kind": "onnxruntime"}}],
+            "serving": {"variants": ["b"]}}
+    with pytest.raises(ValidationError, match=r"serving.variants \['b'\] are not variants"):
+        ExperimentSpec.model_validate(spec)
+    spec["serving"] = {"variants": ["a"], "concurrency": [0]}
+    with pytest.raises(ValidationError, match="greater than or equal to 1"):
+        ExperimentSpec.model_validate(spec)

@@ -143,3 +143,17 @@ def test_load_cli_reports_accuracy_and_exits_nonzero_on_nothing_to_do(ort_server
     assert result.returncode == 0 and ": equal" in result.stdout, result.stdout + result.stderr
     result = subprocess.run(command, capture_output=True, text=True, timeout=60, check=False)
     assert result.returncode == 2 and "nothing to measure" in result.stderr and "Traceback" not in result.stderr
+
+
+def test_optim_run_serving_section_measures_and_reports(served_report):
+    import json
+
+    results = json.loads((served_report / "results.json").read_text())
+    [record] = results["serving"]
+    assert record["status"] == "ok", record.get("error")
+    closed, opened = record["levels"]
+    assert closed["concurrency"] == 2 and opened["rate"] == 20
+    assert closed["errors"] == opened["errors"] == 0 and closed["server"]["mean_batch"] >= 1
+    assert record["accuracy"]["equal_to_4_decimals"], record["accuracy"]
+    page = (served_report / "index.html").read_text()
+    assert '<section class="card" id="serving">' in page and ": equal" in page

@@ -81,7 +81,7 @@ def serve(repository: Path, manifest: dict, options: ServingOptions, endpoints: 
     """Bind both models and serve until SIGINT or SIGTERM; then stop Triton cleanly."""
     try:
         from pytriton.model_config import Tensor
-        from pytriton.triton import Triton, TritonConfig
+        from pytriton.triton import DEFAULT_PROTECTED_ENDPOINTS, Triton, TritonConfig, TritonSecurityConfig
     except ImportError as error:
         raise MissingExtraError("nvidia-pytriton", "serve", "python -m optim.serve") from error
     shapes = {name: tuple(dims) for name, dims in manifest["tensors"].items()}
@@ -95,7 +95,10 @@ def serve(repository: Path, manifest: dict, options: ServingOptions, endpoints: 
                           metrics_port=endpoints.metrics_port, allow_metrics=True, allow_cpu_metrics=True,
                           metrics_config=["summary_latencies=true"], exit_on_error=True, strict_readiness=True)
     signal.signal(signal.SIGTERM, _interrupt)
-    with Triton(config=config) as triton:
+    # Per-model statistics stay readable without PyTriton's token (perf_analyzer reads them; /metrics has the same
+    # figures); shared memory, repository control, tracing and logging stay token-protected.
+    security = TritonSecurityConfig(restricted_endpoints=[e for e in DEFAULT_PROTECTED_ENDPOINTS if e != "statistics"])
+    with Triton(config=config, security_config=security) as triton:
         triton.bind(model_name=names["core"], infer_func=[raw_callable(e) for e in raw],
                     inputs=[Tensor(name="pixel_values", dtype=np.float32, shape=shapes["pixel_values"])],
                     outputs=[Tensor(name="logits", dtype=np.float32, shape=shapes["logits"]),

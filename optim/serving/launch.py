@@ -41,13 +41,12 @@ class ServerProcess:
     server is ready before its models are bound, so the models must be named)."""
 
     def __init__(self, source: Path, models: list[str], extra_args: list[str] | None = None,
-                 timeout_s: float = 180.0, host: str = "127.0.0.1", python: str | None = None):
+                 timeout_s: float = 180.0, host: str = "127.0.0.1"):
         self.source = Path(source)
         self.models = list(models)
         self.extra_args = list(extra_args or [])
         self.timeout_s = timeout_s
         self.host = host
-        self.python = python or sys.executable
         self.ports = {"http": free_port(host), "grpc": free_port(host), "metrics": free_port(host)}
         self.log_path = Path(tempfile.mkstemp(prefix="optim-serve-", suffix=".log")[1])
         self.process: subprocess.Popen | None = None
@@ -65,7 +64,7 @@ class ServerProcess:
         return f"http://{self.host}:{self.ports['metrics']}/metrics"
 
     def start(self) -> Self:
-        command = [self.python, "-m", "optim.serve", str(self.source), "--host", self.host,
+        command = [sys.executable, "-m", "optim.serve", str(self.source), "--host", self.host,
                    "--http-port", str(self.ports["http"]), "--grpc-port", str(self.ports["grpc"]),
                    "--metrics-port", str(self.ports["metrics"]), *self.extra_args]
         with open(self.log_path, "wb") as log:

@@ -91,9 +91,9 @@ def test_preprocess_model_matches_the_lab_and_rejects_bad_images(triton_python_m
     client = TritonClient(url, "http")
     images = np.array([[f.read_bytes()] for f in files], dtype=np.object_)
     out = client.infer("onnxruntime-fp32_preprocess", {"image": images}, ["pixel_values", "orig_size"])
-    expected = np.stack([preprocess_array(decode_image(f.read_bytes()), (128, 128)) for f in files])
-    np.testing.assert_array_equal(out["pixel_values"], expected)
-    assert out["orig_size"].tolist() == [[64, 64]] * 3
+    decoded = [decode_image(f.read_bytes()) for f in files]
+    np.testing.assert_array_equal(out["pixel_values"], np.stack([preprocess_array(im, (128, 128)) for im in decoded]))
+    assert out["orig_size"].tolist() == [[im.height, im.width] for im in decoded]
     with pytest.raises(InferenceServerException, match="not a decodable image"):
         client.infer("onnxruntime-fp32_preprocess", {"image": np.array([[b"junk"]], np.object_)}, ["pixel_values"])
     client.close()

@@ -5,8 +5,10 @@ PYTHON ?= python3
 VENV ?= .venv
 PY := $(VENV)/bin/python
 SPEC ?= experiments/int8.yaml
+# The serving environment: PyTriton 0.7 needs numpy<2, the lab's own venv has numpy 2 (docs/serving.md).
+SERVE_VENV ?= .venv-serve
 
-.PHONY: setup run test validate bench chromium clean-reports docs schema demo demo-streamlit
+.PHONY: setup serve-setup run test validate bench chromium clean-reports docs schema demo demo-streamlit
 
 setup: $(VENV)/.installed
 
@@ -14,7 +16,16 @@ $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip
 	$(PY) -m pip install -q torch==2.13.0
-	$(PY) -m pip install -q -e ".[cpu-all,inc,dev,docs,demo]"
+	$(PY) -m pip install -q -e ".[cpu-all,inc,dev,docs,demo,client]"
+	touch $@
+
+serve-setup: $(SERVE_VENV)/.installed
+
+$(SERVE_VENV)/.installed: pyproject.toml
+	$(PYTHON) -m venv $(SERVE_VENV)
+	$(SERVE_VENV)/bin/python -m pip install -q --upgrade pip
+	$(SERVE_VENV)/bin/python -m pip install -q torch==2.13.0
+	$(SERVE_VENV)/bin/python -m pip install -q -e ".[serve]"
 	touch $@
 
 run: setup
@@ -29,7 +40,7 @@ chromium:
 	  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null; } || \
 	  echo "chromium not installed: the browser test will skip"
 
-test: setup chromium
+test: setup serve-setup chromium
 	$(PY) -m pytest tests -q
 
 # The manual: site/index.html (strict: a broken link or a stale reference fails the build)

@@ -87,6 +87,11 @@ def _run_locked(spec: ExperimentSpec, out_dir: Path, store: ResultStore, resume:
         records.append(record)
     results = _assemble(spec, loaded, input_size, data, records, peaks)
     write_json_atomic(out_dir / "results.json", results)
+    if spec.serving:  # reads the results.json just written: serving deploys what was measured
+        from optim.serving.in_run import measure_serving
+
+        results["serving"] = measure_serving(spec.serving, out_dir)
+        write_json_atomic(out_dir / "results.json", results)
     from optim.report.html import write_report
     from optim.report.tables import write_tables
 

@@ -233,6 +233,23 @@ class MatrixSpec(StrictModel):
         return variants
 
 
+class ServingSpec(StrictModel):
+    """Serve chosen variants after measuring them (docs/serving.md): each is deployed as a Triton model repository,
+    served with PyTriton on loopback, loaded at each level and its accuracy scored through the server."""
+
+    variants: list[str] = Field(min_length=1, description="onnxruntime / openvino variants of this spec")
+    protocol: Literal["http", "grpc"] = "grpc"
+    concurrency: list[Annotated[int, Field(ge=1, le=256)]] = Field(default_factory=lambda: [1, 8])
+    rates: list[Annotated[float, Field(gt=0, le=100_000)]] = Field(default_factory=list,
+                                                                   description="open-loop levels, requests/s")
+    duration: float = Field(5.0, gt=0, le=600, description="seconds per level")
+    batching: list[bool] = Field(default_factory=lambda: [True, False], min_length=1,
+                                 description="serve with dynamic batching, without, or both")
+    instances: int = Field(1, ge=1, le=64)
+    accuracy: bool = Field(True, description="score the evaluation split through the server")
+    start_timeout: float = Field(180.0, gt=0, le=3600, description="seconds for a server to come up")
+
+
 class ExperimentSpec(StrictModel):
     """A whole experiment: `python -m optim.run SPEC.yaml`."""
 
@@ -252,6 +269,7 @@ class ExperimentSpec(StrictModel):
     profile: ProfileSpec = ProfileSpec()
     variants: list[VariantSpec] = Field(default_factory=list)
     matrix: MatrixSpec | None = None
+    serving: ServingSpec | None = None
     output_dir: OutputDir = Path("reports")
 
     @model_validator(mode="after")
@@ -271,6 +289,9 @@ class ExperimentSpec(StrictModel):
                                  f"{self.input_size[0]}x{self.input_size[1]} is {largest / 2**30:.1f} GiB of input alone "
                                  f"(limit {MAX_BATCH_BYTES / 2**30:.0f} GiB); use smaller batch_sizes / eval_batch_size "
                                  "or input_size")
+        unknown = [n for n in (self.serving.variants if self.serving else []) if n not in names]
+        if unknown:
+            raise ValueError(f"serving.variants {unknown} are not variants; choose among {names}")
         return self
 
     def all_variants(self) -> list[VariantSpec]:

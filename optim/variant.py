@@ -137,6 +137,7 @@ def run_variant(variant: VariantSpec, spec: ExperimentSpec, data: ExperimentData
             "steps": [s.model_dump(mode="json") for s in variant.steps], "accuracy": accuracy, "latency": latency,
             "build_seconds": round(build.build_seconds, 3), "first_inference_ms": round(first_inference_ms, 2),
             "model_size_bytes": _artifact_size(build.artifact, model),
+            "artifact": Path(build.artifact).name if build.artifact else None,  # in artifacts/<variant>/
             "rss_mb": round(psutil.Process().memory_info().rss / 2**20, 1),
             "threads": spec.latency.threads or torch.get_num_threads(),
             "timing": timing, "params": stats["params"], "flops": stats["flops"], "stages": stages, "profile_files": profile_files or {},

@@ -79,6 +79,28 @@ variants:
 """
 
 
+SERVING_SPEC = """
+name: serving
+model: synth-detr
+data: {{dataset: synthetic, root: {root}, eval_split: test, eval_images: 24, calibration_split: val,
+        calibration_images: 8}}
+batch_sizes: [1]
+eval_batch_size: 8
+latency: {{warmup_iters: 1, min_iters: 3, max_iters: 10, max_seconds: 0.3, threads: 1,
+          reference_seconds: 0.5}}
+profile: {{stages: false}}
+output_dir: reports
+variants:
+  - name: onnxruntime-fp32
+    engine: {{kind: onnxruntime}}
+  - name: openvino-fp32
+    engine: {{kind: openvino}}
+  - name: pytorch-fp32
+    engine: {{kind: pytorch}}
+serving: {{variants: [onnxruntime-fp32], concurrency: [2], rates: [20], duration: 1, batching: [true]}}
+"""
+
+
 @pytest.fixture(scope="session")
 def demo_report(tmp_path_factory) -> Path:
     """A finished report of the shipped synth-detr (8 scored test images, 4 variants) for the demo's tests;
@@ -93,3 +115,21 @@ def demo_report(tmp_path_factory) -> Path:
                          check=False, cwd=tmp)  # a spec's output_dir stays under the working folder
     assert run.returncode == 0, run.stderr[-3000:]
     return tmp / "reports" / "demo"
+
+
+@pytest.fixture(scope="session")
+def served_report(tmp_path_factory) -> Path:
+    """A report of the shipped synth-detr on 24 test images (ONNX Runtime, OpenVINO and PyTorch FP32), for the
+    serving tests: what optim.deploy and optim.serve start from. Its `serving:` section serves one variant during
+    the run (recorded as failed, with the reason, where the serving environment is missing)."""
+    import subprocess
+    import sys
+
+    tmp = tmp_path_factory.mktemp("serving")
+    root = ensure_dataset(tmp / "data", ("test", "val"))
+    spec = tmp / "serving.yaml"
+    spec.write_text(SERVING_SPEC.format(root=root))
+    result = subprocess.run([sys.executable, "-m", "optim.run", str(spec)], capture_output=True, text=True,
+                            timeout=600, check=False, cwd=tmp)  # a spec's output_dir stays under the working folder
+    assert result.returncode == 0, result.stderr[-3000:]
+    return tmp / "reports" / "serving"

@@ -33,7 +33,8 @@ def lint(path: Path) -> subprocess.CompletedProcess:
 
 
 def test_every_dockerfile_is_linted():
-    assert [path.name for path in DOCKERFILES] == ["Dockerfile.cpu", "Dockerfile.demo", "Dockerfile.gpu"]
+    assert [path.name for path in DOCKERFILES] == ["Dockerfile.cpu", "Dockerfile.demo", "Dockerfile.gpu",
+                                                   "Dockerfile.triton"]
 
 
 @pytest.mark.parametrize("path", DOCKERFILES, ids=lambda path: path.name)
@@ -42,7 +43,7 @@ def test_dockerfile_has_no_hadolint_findings(path):
     assert result.returncode == 0 and not result.stdout.strip(), result.stdout + result.stderr
 
 
-@pytest.mark.parametrize("path", DOCKERFILES, ids=lambda path: path.name)
+@pytest.mark.parametrize("path", [p for p in DOCKERFILES if p.name != "Dockerfile.triton"], ids=lambda path: path.name)
 def test_dockerfile_runs_the_lab_as_a_non_root_user(path):
     lines = [line.strip() for line in path.read_text().splitlines()]
     users = [line.split()[1] for line in lines if line.startswith("USER ")]
@@ -59,3 +60,17 @@ def test_hadolint_flags_a_bad_dockerfile(tmp_path):
     assert result.returncode != 0
     for rule in ("DL3007", "DL3008", "DL3013", "DL3015", "DL3026", "DL3042"):
         assert rule in result.stdout, (rule, result.stdout)
+
+
+def test_triton_image_and_compose_serve_a_mounted_repository_on_loopback():
+    import yaml
+
+    lines = [line.strip() for line in (ROOT / "docker" / "Dockerfile.triton").read_text().splitlines()]
+    users = [line.split()[1] for line in lines if line.startswith("USER ")]
+    assert users and users[-1].split(":")[0] not in ("root", "0")
+    assert any(line.startswith('ENTRYPOINT ["tritonserver", "--model-repository=/models"') for line in lines)
+    compose = yaml.safe_load((ROOT / "docker" / "compose.triton.yaml").read_text())
+    service = compose["services"]["triton"]
+    assert (ROOT / "docker" / service["build"]["context"] / service["build"]["dockerfile"]).is_file()
+    assert any(volume.endswith(":/models:ro") for volume in service["volumes"])
+    assert service["ports"] and all(port.startswith("127.0.0.1:") for port in service["ports"])

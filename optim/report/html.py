@@ -23,6 +23,7 @@ from optim.report import fmt
 from optim.report.agreement import agreement_context
 from optim.report.cells import Cell, Column
 from optim.report.fmt import DASH
+from optim.report.serving_html import serving_section
 from optim.report.summary import (
     compare_batch,
     delta_points,
@@ -310,6 +311,7 @@ def render_report(results: dict, out_dir: Path | None = None) -> str:
         variants=[variant_context(i, v, baseline_name=results.get("baseline"), stage_scale_ms=scale, out_dir=out_dir)
                   for i, v in enumerate(variants)],
         variants_have_stages=any(v.get("stages") for v in variants), method=_method(results),
+        serving=Markup(serving_section(results)),  # serving_html escapes every string it writes
     ) + "\n"
 
 

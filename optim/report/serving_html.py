@@ -4,7 +4,15 @@ queue/compute split. Rendered only when the spec had a `serving:` section."""
 
 from __future__ import annotations
 
-from optim.report.fmt import DASH, e
+from markupsafe import escape
+
+from optim.report.fmt import DASH
+
+
+def e(value) -> str:
+    """Any value as escaped HTML text (None -> empty)."""
+    return "" if value is None else str(escape(str(value)))
+
 
 SERVING_TEXT = ("Each variant's measured artifact was deployed as a Triton model repository (python -m optim.deploy) "
                 "and served by PyTriton on 127.0.0.1; clients ran in the runner's process on the same machine. "

@@ -42,6 +42,8 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     replay.add_argument("--label-every", type=int, default=2, help="labels come back for one frame in N")
     replay.add_argument("--label-delay", type=int, default=40, help="... this many frames late")
     replay.add_argument("--accuracy-window", type=int, default=200, help="labelled frames in the rolling mAP")
+    replay.add_argument("--accuracy-tolerance", type=float, default=0.05,
+                        help="alert when the rolling mAP's 95%% CI lies below the measured mAP minus this")
     replay.add_argument("--boot", type=int, default=200, help="bootstrap resamples of the rolling mAP's CI")
     replay.add_argument("--alpha", type=float, default=1e-4, help="family-wise false-alarm rate of a drift check")
     replay.add_argument("--inject-bad", action="store_true", help="also send a non-image and two bad labels")
@@ -102,7 +104,7 @@ def _replay(args: argparse.Namespace, manifest: dict) -> int:
                          "the client", field="--shifts", fix="drop the latency window, or replay in-process")
     config = ReplayConfig(frames=args.frames, seed=args.seed, label_every=args.label_every,
                            label_delay=args.label_delay, boot=args.boot,
-                          accuracy_window=args.accuracy_window, drift=DriftConfig(alpha=args.alpha))
+                          accuracy_window=args.accuracy_window, accuracy_tolerance=args.accuracy_tolerance, drift=DriftConfig(alpha=args.alpha))
     local = InProcess(args.repository, manifest, args.threads)
     target = Served(args.server, args.protocol, manifest) if args.server else local
     reference = _reference(args, local, config)

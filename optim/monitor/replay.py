@@ -4,7 +4,7 @@ monitored as a deployment would be — latency, drift, rolling mAP from late lab
 Alerts (rising edges):
   latency   the rolling p50 over `latency_window` frames is above `latency_factor` x the warm-up p50
   drift     a drift check rejects the reference (DriftConfig: family-wise alpha per check, Bonferroni)
-  accuracy  the rolling mAP's upper confidence bound is below the variant's measured mAP"""
+  accuracy  the rolling mAP's upper 95% confidence bound is below the variant's measured mAP minus a tolerance"""
 
 from __future__ import annotations
 
@@ -37,6 +37,7 @@ class ReplayConfig:
     accuracy_window: int = 200
     accuracy_every: int = 50
     boot: int = 200
+    accuracy_tolerance: float = 0.05  # an accuracy drop smaller than this is not alerted on
     latency_window: int = 64
     latency_warmup: int = 128
     latency_factor: float = 2.0
@@ -147,7 +148,7 @@ def replay(target, manifest: dict, reference: Reference, schedule: list[ShiftWin
             point = accuracy.label(awaiting[0].index, awaiting.popleft().annotations)
             if point is not None:
                 log.accuracy.append(asdict(point))
-                edges.update("accuracy", frame.index, point.high < measured,
+                edges.update("accuracy", frame.index, point.high < measured - config.accuracy_tolerance,
                              f"mAP {point.map:.3f} [{point.low:.3f}, {point.high:.3f}] vs measured {measured:.3f}")
     log.errors = {**errors, **accuracy.refused}
     log.seconds = time.perf_counter() - start

@@ -11,6 +11,7 @@ import urllib.request
 
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
+from test_monitoring_files import exported_names, queried_metrics
 
 from optim.monitor.metrics import Identity
 from optim.monitor.replay import ReplayConfig, build_reference
@@ -20,7 +21,6 @@ from optim.serving.launch import ServerProcess
 from optim.serving.options import ServingOptions
 from optim.serving.repository import deploy_variant
 from optim.serving.server import MONITOR_REFERENCE
-from test_monitoring_files import exported_names, queried_metrics
 
 pytestmark = pytest.mark.skipif(not (serving_ready() or serving_python().is_file()),
                                 reason="no serving environment: run `make serve-setup` (PyTriton needs numpy<2)")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
 from html import escape
 
@@ -23,13 +24,10 @@ class Chart:
 def _ticks(high: float, count: int = 5) -> list[float]:
     if high <= 0:
         return [0.0]
-    step = high / count
-    magnitude = 10 ** len(str(int(step))) / 10 if step >= 1 else 10 ** -len(f"{step:.10f}".split(".")[1].lstrip("0"))
-    for nice in (1, 2, 2.5, 5, 10):
-        if nice * magnitude >= step:
-            step = nice * magnitude
-            break
-    return [i * step for i in range(int(high / step) + 2)]
+    raw = high / count
+    magnitude = 10 ** math.floor(math.log10(raw))
+    step = next(nice * magnitude for nice in (1, 2, 2.5, 5, 10) if nice * magnitude >= raw)
+    return [round(i * step, 10) for i in range(math.ceil(high / step) + 1)]
 
 
 def render(chart: Chart, shifts: list[dict], alerts: list[dict]) -> str:

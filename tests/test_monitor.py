@@ -168,3 +168,26 @@ def test_replay_cli_refuses_a_bad_schedule(repository):
     result = subprocess.run([sys.executable, "-m", "optim.monitor", "replay", str(repository[0]), "--shifts",
                              "fog:10-20"], capture_output=True, text=True, timeout=300, check=False)
     assert result.returncode == 2 and "--shifts" in result.stderr and "Traceback" not in result.stderr
+
+
+def test_scene_shifts_change_object_size_and_class_mix():
+    from optim.monitor.stream import SCENE_SHIFTS
+
+    def objects(schedule):
+        return [a for f in synthetic_stream(400, seed=4, schedule=parse_schedule(schedule)) for a in f.annotations]
+
+    plain, small, people = objects(""), objects("small_objects:0-400"), objects("class_mix:0-400")
+    assert np.median([b[2] * b[3] for _, b in small]) < 0.5 * np.median([b[2] * b[3] for _, b in plain])
+    assert np.mean([c == 3 for c, _ in people]) > 0.7 > np.mean([c == 3 for c, _ in plain])
+    assert SCENE_SHIFTS["class_mix"].class_weights[2] == 0.85
+
+
+@pytest.mark.parametrize("kind,statistic,direction", [("dark", "brightness", -1), ("noise", "sharpness", 1),
+                                                      ("blur", "sharpness", -1), ("shake", "sharpness", -1)])
+def test_pixel_shifts_move_the_input_statistic_they_should(kind, statistic, direction):
+    from optim.monitor.stats import input_stats
+
+    def mean(schedule):
+        return np.mean([input_stats(f.image)[statistic] for f in synthetic_stream(48, 6, parse_schedule(schedule))])
+
+    assert (mean(f"{kind}:0-48") - mean("")) * direction > 0

@@ -12,6 +12,7 @@ import json
 import math
 import threading
 from collections import deque
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -116,12 +117,17 @@ class DriftMonitor:
 
     def add(self, stats: FrameStats, frame: int | None = None) -> DriftCheck | None:
         """One frame's statistics; `frame` is its index in the stream (default: frames seen so far)."""
+        return self.offer(lambda: stats, frame)
+
+    def offer(self, make_stats: Callable[[], FrameStats], frame: int | None = None) -> DriftCheck | None:
+        """As `add`, computing the statistics only for a sampled frame (the input statistics cost more than the
+        rest of the monitoring)."""
         with self.lock:
             frame = self.frames if frame is None else frame
             self.frames += 1
             if frame % self.config.stride:
                 return None
-            self.live.append(stats)
+            self.live.append(make_stats())
             self.sampled += 1
             if len(self.live) < self.config.window or self.sampled % self.config.check_every:
                 return None

@@ -11,8 +11,6 @@ import json
 from dataclasses import dataclass
 from pathlib import Path
 
-import numpy as np
-
 from optim.monitor.extras import prometheus_client
 
 BASE_LABELS = ("variant", "manifest_hash")
@@ -87,26 +85,33 @@ class DetectorMetrics:
         self.labelled_frames = counter("optim_labelled_frames", "Frames whose ground truth arrived")
         for cause in ("decode", "inference", "unknown_frame", "bad_label"):
             self._child(self.errors, cause=cause)  # exported at 0 from the start, so rate() sees the first one
-        for stage in STAGES:
-            self._child(self.stage_seconds, stage=stage)
+        # Bound once: a labels() lookup per observation costs as much as the observation.
+        self._request = self._child(self.request_seconds)
+        self._stages = {stage: self._child(self.stage_seconds, stage=stage) for stage in STAGES}
+        self._batch, self._images = self._child(self.batch_size), self._child(self.images)
+        self._per_image, self._confidence = self._child(self.detections_per_image), self._child(self.confidence)
+        self._box_size = self._child(self.box_size)
+        self._classes: dict[int, object] = {}
 
     def _child(self, metric, **labels):
         return metric.labels(self.identity.variant, self.identity.manifest_hash, *labels.values())
 
     def observe_request(self, seconds: float, stages: dict[str, float], batch: int) -> None:
-        self._child(self.request_seconds).observe(seconds)
+        self._request.observe(seconds)
         for stage, value in stages.items():
-            self._child(self.stage_seconds, stage=stage).observe(value)
-        self._child(self.batch_size).observe(batch)
-        self._child(self.images).inc(batch)
+            self._stages[stage].observe(value)
+        self._batch.observe(batch)
+        self._images.inc(batch)
 
-    def observe_outputs(self, scores: np.ndarray, labels: np.ndarray, size_ratios: np.ndarray) -> None:
+    def observe_outputs(self, scores: list[float], labels: list[int], size_ratios: list[float]) -> None:
         """One image's detections above DETECTION_THRESHOLD: scores, labels and box size ratios."""
-        self._child(self.detections_per_image).observe(len(scores))
+        self._per_image.observe(len(scores))
         for score, label, ratio in zip(scores, labels, size_ratios):
-            self._child(self.confidence).observe(float(score))
-            self._child(self.box_size).observe(float(ratio))
-            self._child(self.detections, class_name=self.class_names.get(int(label), str(int(label)))).inc()
+            self._confidence.observe(score)
+            self._box_size.observe(ratio)
+            if label not in self._classes:
+                self._classes[label] = self._child(self.detections, class_name=self.class_names.get(label, str(label)))
+            self._classes[label].inc()
 
     def count_error(self, cause: str) -> None:
         self._child(self.errors, cause=cause).inc()

@@ -15,7 +15,7 @@ from optim.data.pixels import decode_image, preprocess_array
 from optim.evaluation.postprocess import Detections, postprocess
 from optim.monitor.drift import DriftCheck, DriftMonitor
 from optim.monitor.metrics import DetectorMetrics
-from optim.monitor.stats import frame_stats
+from optim.monitor.stats import FrameStats, input_stats, output_stats
 
 LOG = logging.getLogger("optim.monitor")
 KEEP_ALL = -1.0  # post-processing threshold below any score: one detection per query, fixed shapes
@@ -77,12 +77,11 @@ class MonitoredPipeline:
         if self.metrics is not None:
             self.metrics.observe_request(seconds, stages, len(images))
         for image, det in zip(images, detections):
-            stats = frame_stats(image, det)
+            outputs = output_stats(det, image.height, image.width)
             if self.metrics is not None:
-                self.metrics.observe_outputs(np.asarray(stats.confidences), np.asarray(stats.classes),
-                                             np.asarray(stats.box_sizes))
+                self.metrics.observe_outputs(outputs["confidences"], outputs["classes"], outputs["box_sizes"])
             if self.drift is not None:
-                check = self.drift.add(stats) or check
+                check = self.drift.offer(lambda: FrameStats(**input_stats(image), **outputs)) or check  # noqa: B023
         return check
 
     def _error(self, cause: str, error: Exception) -> None:

@@ -11,8 +11,6 @@ from PIL import Image
 from optim.evaluation.postprocess import Detections
 from optim.monitor.metrics import DETECTION_THRESHOLD
 
-LUMA = np.array([0.299, 0.587, 0.114], dtype=np.float32)
-
 
 @dataclass
 class FrameStats:
@@ -32,8 +30,8 @@ class FrameStats:
 
 
 def input_stats(image: Image.Image) -> dict:
-    """Brightness, contrast, sharpness and size of an RGB image."""
-    luma = np.asarray(image, dtype=np.float32) @ LUMA
+    """Brightness, contrast, sharpness and size of an RGB image (luma: PIL's ITU-R 601 "L" conversion)."""
+    luma = np.asarray(image.convert("L"), dtype=np.float32)
     laplacian = (luma[1:-1, :-2] + luma[1:-1, 2:] + luma[:-2, 1:-1] + luma[2:, 1:-1] - 4 * luma[1:-1, 1:-1])
     return {"brightness": float(luma.mean()), "contrast": float(luma.std()),
             "sharpness": float(np.log1p(laplacian.var())) if laplacian.size else 0.0,

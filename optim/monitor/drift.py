@@ -71,15 +71,21 @@ def _values(samples: list[FrameStats], statistic: str) -> list:
     return values
 
 
-def p_values(reference: list[FrameStats], live: list[FrameStats]) -> dict[str, float]:
+def pooled(samples: list[FrameStats]) -> dict[str, list]:
+    """Each statistic's values over `samples` (per-detection lists concatenated)."""
+    return {statistic: _values(samples, statistic) for statistic in STATISTICS}
+
+
+def p_values(reference: list[FrameStats] | dict[str, list], live: list[FrameStats]) -> dict[str, float]:
     """One p-value per statistic: KS for the continuous ones, chi-square for the categorical ones (1.0 when a
-    side has no values or only one category is seen)."""
+    side has no values or only one category is seen). `reference` may be given `pooled` already."""
+    ref_values = reference if isinstance(reference, dict) else pooled(reference)
     result = {}
     for statistic in CONTINUOUS:
-        ref, now = np.asarray(_values(reference, statistic), float), np.asarray(_values(live, statistic), float)
+        ref, now = np.asarray(ref_values[statistic], float), np.asarray(_values(live, statistic), float)
         result[statistic] = float(scipy_stats.ks_2samp(ref, now).pvalue) if len(ref) and len(now) else 1.0
     for statistic in CATEGORICAL:
-        ref, now = _values(reference, statistic), _values(live, statistic)
+        ref, now = ref_values[statistic], _values(live, statistic)
         categories = sorted(set(ref) | set(now), key=str)
         if len(categories) < 2 or not ref or not now:
             result[statistic] = 1.0
@@ -108,6 +114,7 @@ class DriftMonitor:
             raise OptimError(f"the drift reference has {len(reference.samples)} samples, fewer than the window "
                              f"({config.window})", fix="write a larger reference (--samples)")
         self.reference = reference
+        self.reference_values = pooled(reference.samples)  # pooled once, not at every check
         self.config = config
         self.metrics = metrics
         self.live: deque[FrameStats] = deque(maxlen=config.window)
@@ -132,7 +139,7 @@ class DriftMonitor:
             if len(self.live) < self.config.window or self.sampled % self.config.check_every:
                 return None
             live = list(self.live)
-        pvalues = p_values(self.reference.samples, live)
+        pvalues = p_values(self.reference_values, live)
         check = DriftCheck(frame, pvalues, min(pvalues.values()) < self.config.per_test_alpha)
         if self.metrics is not None:
             self.metrics.set_drift(pvalues, check.alert)

@@ -17,6 +17,7 @@ from dataclasses import asdict, dataclass, field
 
 import numpy as np
 
+from optim.data.synthetic import CATEGORIES
 from optim.evaluation.label_map import category_of_label
 from optim.monitor.accuracy import RollingAccuracy
 from optim.monitor.drift import DriftConfig, DriftMonitor, Reference
@@ -107,8 +108,6 @@ def replay(target, manifest: dict, reference: Reference, schedule: list[ShiftWin
     log = ReplayLog(asdict(config), [asdict(w) for w in schedule], target.name, manifest["variant"], measured)
     drift = DriftMonitor(reference, config.drift, target.metrics)
     id2label = {int(k): v for k, v in manifest["id2label"].items()}
-    from optim.data.synthetic import CATEGORIES
-
     label_map = category_of_label(id2label, [c["id"] for c in CATEGORIES], [c["name"] for c in CATEGORIES],
                                   manifest["variant"])
     accuracy = RollingAccuracy(label_map, measured, config.accuracy_window, config.accuracy_every, config.boot,
@@ -133,7 +132,7 @@ def replay(target, manifest: dict, reference: Reference, schedule: list[ShiftWin
             warmup.append(seconds)
         latencies.append(seconds)
         accuracy.record(frame.index, frame.clip, frame.image.height, frame.image.width, detections)
-        check = drift.add(frame_stats(frame.image, detections), frame.index)
+        check = drift.offer(lambda: frame_stats(frame.image, detections), frame.index)  # noqa: B023
         if check is not None:
             log.drift.append({"frame": frame.index, "alert": check.alert, "pvalues": check.pvalues})
             worst = min(check.pvalues, key=check.pvalues.get)

@@ -14,6 +14,7 @@ import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
 from optim.data.synthetic import CATEGORIES
+from optim.errors import OptimError
 from optim.evaluation.coco_eval import coco_metrics
 from optim.evaluation.postprocess import Detections
 from optim.monitor.accuracy import Labelled, RollingAccuracy, map_with_ci
@@ -74,6 +75,16 @@ def test_metrics_endpoint_serves_the_pipelines_metrics(repository, target):
     assert {s.name for s in families["optim_images"].samples} >= {"optim_images_total"}
     confidences = [s.value for s in families["optim_detection_confidence"].samples if s.name.endswith("_count")]
     assert confidences[0] > 0  # the shipped model finds objects in these frames
+
+
+def test_a_busy_metrics_port_is_a_clear_error(target):
+    port = free_port()
+    server = start_metrics_server(target.metrics, port)
+    try:
+        with pytest.raises(OptimError, match="--monitor-port"):
+            start_metrics_server(target.metrics, port)
+    finally:
+        server.shutdown()
 
 
 def test_bad_input_is_counted_and_logged_not_fatal(target, caplog):

@@ -110,7 +110,7 @@ def _replay(args: argparse.Namespace, manifest: dict) -> int:
     reference = _reference(args, local, config)
     server = start_metrics_server(target.metrics, args.metrics_port) if args.metrics_port and target.metrics else None
     try:
-        log = replay(target, manifest, reference, schedule, config, inject_bad=args.inject_bad)
+        log = replay(target, manifest, reference, schedule, config, local.canary, inject_bad=args.inject_bad)
     finally:
         target.close()
         if server is not None:

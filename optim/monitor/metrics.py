@@ -11,6 +11,7 @@ import json
 from dataclasses import dataclass
 from pathlib import Path
 
+from optim.errors import OptimError
 from optim.monitor.extras import prometheus_client
 
 BASE_LABELS = ("variant", "manifest_hash")
@@ -136,5 +137,9 @@ class DetectorMetrics:
 
 def start_metrics_server(metrics: DetectorMetrics, port: int, host: str = "127.0.0.1"):
     """Serve `metrics` at http://host:port/metrics in a daemon thread; returns the HTTP server (call shutdown())."""
-    server, _thread = prometheus_client().start_http_server(port, addr=host, registry=metrics.registry)
+    try:
+        server, _thread = prometheus_client().start_http_server(port, addr=host, registry=metrics.registry)
+    except OSError as error:
+        raise OptimError(f"cannot serve the monitoring metrics on {host}:{port} ({error})", field="--monitor-port",
+                         fix="give a free port (--monitor-port / --metrics-port)") from error
     return server

@@ -2,9 +2,10 @@
 monitored as a deployment would be — latency, drift, rolling mAP from late labels — with every alert recorded.
 
 Alerts (rising edges):
-  latency   the rolling p50 over `latency_window` frames is above `latency_factor` x the baseline: the larger of
-            the warm-up p50 and the p50 the lab measured at batch 1 (manifest), so that a quiet warm-up on a
-            shared machine does not set the bar below the machine's own swings
+  latency   every `canary_every` frames a canary (the bare engine in this process on the frame's pixels) is
+            timed right after the frame; the median of the last `latency_window` / `canary_every` ratios
+            frame latency / canary is above `latency_factor` x the median ratio over the warm-up: a machine that
+            other jobs slow down slows the canary as much, a regression of the deployment does not
   drift     a drift check rejects the reference (DriftConfig: family-wise alpha per check, Bonferroni)
   accuracy  the rolling mAP's upper 95% confidence bound is below the variant's measured mAP minus a tolerance"""
 
@@ -13,6 +14,7 @@ from __future__ import annotations
 import logging
 import time
 from collections import deque
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 
 import numpy as np
@@ -43,9 +45,10 @@ class ReplayConfig:
     accuracy_tolerance: float = 0.05  # an accuracy drop smaller than this is not alerted on
     latency_window: int = 64
     latency_warmup: int = 128
-    latency_factor: float = 3.0
+    latency_factor: float = 2.0
     latency_every: int = 16
-    delay_factor: float = 4.0  # the latency shift adds delay_factor x the baseline p50 to inference
+    canary_every: int = 2
+    delay_factor: float = 3.0  # the latency shift adds delay_factor x the canary's p50 to inference
     drift: DriftConfig = field(default_factory=DriftConfig)
 
 
@@ -101,8 +104,8 @@ class _Edges:
 
 
 def replay(target, manifest: dict, reference: Reference, schedule: list[ShiftWindow], config: ReplayConfig,
-           inject_bad: bool = False) -> ReplayLog:
-    """Stream config.frames frames through `target`. With `inject_bad`, at frame BAD_AT it also sends bytes that
+           canary: Callable[[bytes], float], inject_bad: bool = False) -> ReplayLog:
+    """Stream config.frames frames through `target`; `canary(frame)` times the bare engine on it (seconds). With `inject_bad`, at frame BAD_AT it also sends bytes that
     are not an image, a label for a frame never seen and a malformed label: each must be counted, not crash."""
     measured = float(manifest["measured"]["accuracy"]["map"])
     log = ReplayLog(asdict(config), [asdict(w) for w in schedule], target.name, manifest["variant"], measured)
@@ -114,8 +117,9 @@ def replay(target, manifest: dict, reference: Reference, schedule: list[ShiftWin
                                metrics=target.metrics)
     edges = _Edges(log)
     latencies: deque[float] = deque(maxlen=config.latency_window)
-    warmup: list[float] = []
-    measured_p50 = manifest["measured"]["latency"].get("1", {}).get("p50_ms", 0.0) / 1000
+    canaries: deque[float] = deque(maxlen=config.latency_window // config.canary_every)
+    ratios: deque[float] = deque(maxlen=config.latency_window // config.canary_every)
+    warmup_ratio = None
     awaiting: deque[StreamFrame] = deque()
     errors = {"decode": 0}
     start = time.perf_counter()
@@ -124,13 +128,16 @@ def replay(target, manifest: dict, reference: Reference, schedule: list[ShiftWin
             errors["decode"] += _send_bad(target, b"not an image")
             accuracy.label(-1, [])
             accuracy.label(next(reversed(accuracy.pending)), [(1, ["x", 0, 1])])
-        baseline = max(float(np.median(warmup)), measured_p50) if len(warmup) >= config.latency_warmup else None
-        slow = active(schedule, frame.index) == "latency" and baseline is not None
-        target.set_delay(config.delay_factor * baseline if slow else 0.0)
-        detections, seconds = target.detect(frame.encoded())
-        if baseline is None:
-            warmup.append(seconds)
+        slow = active(schedule, frame.index) == "latency" and warmup_ratio is not None
+        target.set_delay(config.delay_factor * float(np.median(canaries)) if slow else 0.0)
+        encoded = frame.encoded()
+        detections, seconds = target.detect(encoded)
         latencies.append(seconds)
+        if frame.index % config.canary_every == 0:
+            canaries.append(canary(encoded))
+            ratios.append(seconds / canaries[-1])
+            if warmup_ratio is None and frame.index + 1 >= config.latency_warmup:
+                warmup_ratio = float(np.median(ratios))
         accuracy.record(frame.index, frame.clip, frame.image.height, frame.image.width, detections)
         check = drift.offer(lambda: frame_stats(frame.image, detections), frame.index)  # noqa: B023
         if check is not None:
@@ -140,10 +147,12 @@ def replay(target, manifest: dict, reference: Reference, schedule: list[ShiftWin
         if frame.index % config.latency_every == 0 and len(latencies) == config.latency_window:
             ordered = np.asarray(latencies) * 1000
             p50, p99 = float(np.percentile(ordered, 50)), float(np.percentile(ordered, 99))
-            log.latency.append({"frame": frame.index, "p50_ms": p50, "p99_ms": p99})
-            if baseline is not None:
-                edges.update("latency", frame.index, p50 > config.latency_factor * baseline * 1000,
-                             f"p50 {p50:.2f} ms vs baseline p50 {baseline * 1000:.2f} ms")
+            canary_p50 = float(np.median(canaries) * 1000)
+            log.latency.append({"frame": frame.index, "p50_ms": p50, "p99_ms": p99, "canary_p50_ms": canary_p50})
+            if warmup_ratio is not None:
+                ratio = float(np.median(ratios))
+                edges.update("latency", frame.index, ratio > config.latency_factor * warmup_ratio,
+                             f"p50 {p50:.2f} ms; latency / canary {ratio:.2f} x (warm-up {warmup_ratio:.2f} x)")
         if frame.index % config.label_every == 0:
             awaiting.append(frame)
         while awaiting and awaiting[0].index <= frame.index - config.label_delay:

@@ -20,7 +20,8 @@ def charts(log: ReplayLog) -> list[tuple[str, str]]:
     frames = log.config["frames"]
     latency = Chart("Latency (rolling window)", "ms", frames, {
         "p50": [(p["frame"], p["p50_ms"]) for p in log.latency],
-        "p99": [(p["frame"], p["p99_ms"]) for p in log.latency]})
+        "p99": [(p["frame"], p["p99_ms"]) for p in log.latency],
+        "canary p50": [(p["frame"], p["canary_p50_ms"]) for p in log.latency]})
     drift_alpha = log.config["drift"]["alpha"]
     statistics = list(log.drift[0]["pvalues"]) if log.drift else []
     threshold = _score(drift_alpha / max(len(statistics), 1))

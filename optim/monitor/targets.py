@@ -8,6 +8,7 @@ from pathlib import Path
 
 import numpy as np
 
+from optim.data.pixels import decode_image, preprocess_array
 from optim.evaluation.postprocess import Detections
 from optim.monitor.metrics import DetectorMetrics, Identity
 from optim.monitor.pipeline import BadInput, MonitoredPipeline
@@ -34,6 +35,13 @@ class InProcess:
     def detect(self, encoded: bytes) -> tuple[Detections, float]:
         result = self.pipeline.run([encoded])
         return result.detections[0], result.seconds
+
+    def canary(self, encoded: bytes) -> float:
+        """Seconds of one bare engine call on the frame's pixels: how fast this machine is right now."""
+        pixels = preprocess_array(decode_image(encoded), self.pipeline.input_size)[None]
+        start = time.perf_counter()
+        self.pipeline.engine.infer(pixels)
+        return time.perf_counter() - start
 
     def set_delay(self, seconds: float) -> None:
         self.pipeline.delay_s = seconds

@@ -4,7 +4,8 @@ monitored as a deployment would be — latency, drift, rolling mAP from late lab
 Alerts (rising edges):
   latency   every `canary_every` frames a canary (the bare engine in this process on the frame's pixels) is
             timed right after the frame; the median of the last `latency_window` / `canary_every` ratios
-            frame latency / canary is above `latency_factor` x the median ratio over the warm-up: a machine that
+            model time / canary time is above `latency_factor` x the median ratio over the warm-up (model time:
+            the pipeline's inference stage in-process, the request latency through a server). A machine that
             other jobs slow down slows the canary as much, a regression of the deployment does not
   drift     a drift check rejects the reference (DriftConfig: family-wise alpha per check, Bonferroni)
   accuracy  the rolling mAP's upper 95% confidence bound is below the variant's measured mAP minus a tolerance"""
@@ -135,7 +136,7 @@ def replay(target, manifest: dict, reference: Reference, schedule: list[ShiftWin
         latencies.append(seconds)
         if frame.index % config.canary_every == 0:
             canaries.append(canary(encoded))
-            ratios.append(seconds / canaries[-1])
+            ratios.append((target.last_inference_s or seconds) / canaries[-1])
             if warmup_ratio is None and frame.index + 1 >= config.latency_warmup:
                 warmup_ratio = float(np.median(ratios))
         accuracy.record(frame.index, frame.clip, frame.image.height, frame.image.width, detections)
@@ -152,7 +153,7 @@ def replay(target, manifest: dict, reference: Reference, schedule: list[ShiftWin
             if warmup_ratio is not None:
                 ratio = float(np.median(ratios))
                 edges.update("latency", frame.index, ratio > config.latency_factor * warmup_ratio,
-                             f"p50 {p50:.2f} ms; latency / canary {ratio:.2f} x (warm-up {warmup_ratio:.2f} x)")
+                             f"p50 {p50:.2f} ms; model / canary time {ratio:.2f} x (warm-up {warmup_ratio:.2f} x)")
         if frame.index % config.label_every == 0:
             awaiting.append(frame)
         while awaiting and awaiting[0].index <= frame.index - config.label_delay:

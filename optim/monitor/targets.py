@@ -31,9 +31,11 @@ class InProcess:
         self.pipeline = MonitoredPipeline(load_engine(repository, manifest, threads), tuple(manifest["input_size"]),
                                           metrics)
         self.metrics = metrics
+        self.last_inference_s: float | None = None  # the inference stage of the latest frame
 
     def detect(self, encoded: bytes) -> tuple[Detections, float]:
         result = self.pipeline.run([encoded])
+        self.last_inference_s = result.stages["inference"]
         return result.detections[0], result.seconds
 
     def canary(self, encoded: bytes) -> float:
@@ -64,6 +66,7 @@ class Served:
         self.client = TritonClient(url, protocol)
         self.model = manifest["models"]["detect"]
         self.metrics = None
+        self.last_inference_s = None  # not seen from the client: the replay compares the request latency
 
     def detect(self, encoded: bytes) -> tuple[Detections, float]:
         start = time.perf_counter()

@@ -46,10 +46,10 @@ class ReplayConfig:
     accuracy_tolerance: float = 0.05  # an accuracy drop smaller than this is not alerted on
     latency_window: int = 64
     latency_warmup: int = 128
-    latency_factor: float = 2.0
+    latency_factor: float = 3.0
     latency_every: int = 16
     canary_every: int = 2
-    delay_factor: float = 3.0  # the latency shift adds delay_factor x the canary's p50 to inference
+    delay_factor: float = 6.0  # the latency shift adds delay_factor x the canary's p50 to inference
     drift: DriftConfig = field(default_factory=DriftConfig)
 
 

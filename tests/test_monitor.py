@@ -202,3 +202,13 @@ def test_pixel_shifts_move_the_input_statistic_they_should(kind, statistic, dire
         return np.mean([input_stats(f.image)[statistic] for f in synthetic_stream(48, 6, parse_schedule(schedule))])
 
     assert (mean(f"{kind}:0-48") - mean("")) * direction > 0
+
+
+def test_overhead_measures_both_sides_interleaved(repository, reference):
+    from optim.monitor.overhead import measure_overhead
+
+    result = measure_overhead(repository[0], repository[1], reference, rounds=40, threads=1)
+    assert result["rounds"] == 40
+    assert 0 < result["without"]["p50_ms"] <= result["without"]["p99_ms"]
+    assert 0 < result["with"]["p50_ms"] <= result["with"]["p99_ms"]
+    assert result["paired_overhead"] == pytest.approx(result["paired_median_overhead_ms"] / result["without"]["p50_ms"])

@@ -17,8 +17,8 @@ from optim.monitor.targets import class_names
 
 def measure_overhead(repository: Path, manifest: dict, reference: Reference, rounds: int = 1000,
                      threads: int = 0, seed: int = 3) -> dict:
-    """p50 and p99 (ms) with and without monitoring over `rounds` interleaved pairs; the order within a pair
-    alternates so that neither side always runs second."""
+    """p50 and p99 (ms) with and without monitoring over `rounds` interleaved pairs (the order within a pair
+    alternates so that neither side always runs second), and the median paired difference over the p50."""
     from optim.serving.engine import load_engine
 
     engine = load_engine(repository, manifest, threads)
@@ -42,4 +42,8 @@ def measure_overhead(repository: Path, manifest: dict, reference: Reference, rou
               for name, v in times.items()}
     result["rounds"] = rounds
     result["p50_overhead"] = result["with"]["p50_ms"] / result["without"]["p50_ms"] - 1
+    # Paired: the two calls of a round ran back to back under the same machine load.
+    paired = np.median(np.subtract(times["with"], times["without"]))
+    result["paired_median_overhead_ms"] = float(paired * 1000)
+    result["paired_overhead"] = float(paired * 1000 / result["without"]["p50_ms"])
     return result

@@ -88,11 +88,11 @@ def test_a_busy_metrics_port_is_a_clear_error(target):
 
 
 def test_bad_input_is_counted_and_logged_not_fatal(target, caplog):
-    errors = target.metrics.errors.labels("onnxruntime-fp32", target.metrics.identity.manifest_hash, "decode")
-    before = errors._value.get()
+    labels = {"variant": "onnxruntime-fp32", "manifest_hash": target.metrics.identity.manifest_hash, "cause": "decode"}
+    before = target.metrics.registry.get_sample_value("optim_errors_total", labels)
     with pytest.raises(BadInput, match="not a decodable image"):
         target.pipeline.run([b"not an image"])
-    assert errors._value.get() == before + 1
+    assert target.metrics.registry.get_sample_value("optim_errors_total", labels) == before + 1
     assert "refused input (decode)" in caplog.text
     detections, _ = target.detect(next(synthetic_stream(1, seed=9)).encoded())  # still serving
     assert len(detections.scores) > 0

@@ -73,7 +73,7 @@ def render(chart: Chart, shifts: list[dict], alerts: list[dict]) -> str:
         path = " ".join(f"{x(f):.1f},{y(v):.1f}" for f, v in points)
         parts.append(f'<polyline fill="none" stroke="{colour}" stroke-width="1.5" points="{path}">'
                      f'<title>{escape(name)}</title></polyline>')
-        parts.append(f'<text class="legend" x="{LEFT + plot_w + 6}" y="{TOP + 12 + 13 * index}" fill="{colour}">'
+        parts.append(f'<text class="legend" x="{LEFT + plot_w + 6}" y="{TOP + 12 + 13 * index}" style="fill: {colour}">'
                      f'{escape(name)}</text>')
     for alert in alerts:
         parts.append(f'<line class="alert" x1="{x(alert["frame"]):.1f}" x2="{x(alert["frame"]):.1f}" y1="{TOP}" '

@@ -8,7 +8,7 @@ SPEC ?= experiments/int8.yaml
 # The serving environment: PyTriton 0.7 needs numpy<2, the lab's own venv has numpy 2 (docs/serving.md).
 SERVE_VENV ?= .venv-serve
 
-.PHONY: setup serve-setup run test validate bench chromium clean-reports docs schema demo demo-streamlit
+.PHONY: setup serve-setup run test validate bench chromium promtool clean-reports docs schema demo demo-streamlit
 
 setup: $(VENV)/.installed
 
@@ -16,7 +16,7 @@ $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip
 	$(PY) -m pip install -q torch==2.13.0
-	$(PY) -m pip install -q -e ".[cpu-all,inc,dev,docs,demo,client]"
+	$(PY) -m pip install -q -e ".[cpu-all,inc,dev,docs,demo,client,monitor]"
 	touch $@
 
 serve-setup: $(SERVE_VENV)/.installed
@@ -40,7 +40,13 @@ chromium:
 	  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null; } || \
 	  echo "chromium not installed: the browser test will skip"
 
-test: setup serve-setup chromium
+# The alerting rules' tests need promtool (Debian's prometheus package); install it when we can, else they skip.
+promtool:
+	@command -v promtool >/dev/null 2>&1 || { [ "$$(id -u)" = 0 ] && apt-get update -qq && \
+	  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends prometheus >/dev/null; } || \
+	  echo "promtool not installed: the rules' promtool tests will skip"
+
+test: setup serve-setup chromium promtool
 	$(PY) -m pytest tests -q
 
 # The manual: site/index.html (strict: a broken link or a stale reference fails the build)

@@ -28,7 +28,8 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     parser.add_argument("--host", default="127.0.0.1", help="address to bind (default: loopback only)")
     parser.add_argument("--http-port", type=int, default=8000)
     parser.add_argument("--grpc-port", type=int, default=8001)
-    parser.add_argument("--metrics-port", type=int, default=8002)
+    parser.add_argument("--metrics-port", type=int, default=8002, help="Triton's own Prometheus metrics")
+    parser.add_argument("--monitor-port", type=int, default=8003, help="the detector's metrics (optim.monitor)")
     group = parser.add_argument_group("scheduling (default: the repository's config)")
     group.add_argument("--max-batch-size", type=int)
     group.add_argument("--preferred-batch-sizes", type=int, nargs="+")
@@ -64,7 +65,8 @@ def main() -> int:
         given["preferred_batch_sizes"] = tuple(given["preferred_batch_sizes"])
     options = ServingOptions(**{**ServingOptions.from_dict(manifest["serving"]).__dict__, **given,
                                 **({"dynamic_batching": False} if args.no_batching else {})})
-    serve(repository, manifest, options, Endpoints(args.host, args.http_port, args.grpc_port, args.metrics_port))
+    serve(repository, manifest, options, Endpoints(args.host, args.http_port, args.grpc_port, args.metrics_port,
+                                                           args.monitor_port))
     return 0
 
 

@@ -68,6 +68,16 @@ class SyntheticSpec:
     )
 
 
+@dataclass(frozen=True)
+class Scene:
+    """How a clip's objects are drawn: `object_scale` multiplies every object's size; `class_weights` (one per
+    category, summing to 1) replaces the uniform class draw. The defaults are the data set's own (the replay
+    harness of `optim.monitor` shifts them)."""
+
+    object_scale: float = 1.0
+    class_weights: tuple[float, ...] | None = None
+
+
 @dataclass
 class _Track:
     """One object moving through a clip in a straight line."""
@@ -103,10 +113,14 @@ def _background(rng: np.random.Generator, size: int) -> Image.Image:
     return image.filter(ImageFilter.GaussianBlur(0.6))
 
 
-def _new_track(rng: np.random.Generator, size: int, frames: int) -> _Track:
+def _new_track(rng: np.random.Generator, size: int, frames: int, scene: Scene = Scene()) -> _Track:
     """Draw a random object with a size range that includes small (< 32^2 scaled) objects."""
-    category_id = int(rng.integers(1, len(CATEGORIES) + 1))
+    if scene.class_weights is None:
+        category_id = int(rng.integers(1, len(CATEGORIES) + 1))
+    else:
+        category_id = int(rng.choice(len(CATEGORIES), p=scene.class_weights)) + 1
     scale = size * float(rng.choice([rng.uniform(0.06, 0.14), rng.uniform(0.14, 0.45)], p=[0.3, 0.7]))
+    scale *= scene.object_scale
     aspect = {1: rng.uniform(1.4, 2.0), 2: rng.uniform(2.0, 2.8), 3: rng.uniform(0.35, 0.5), 4: rng.uniform(0.8, 1.2)}
     ratio = float(aspect[category_id])
     width = scale * math.sqrt(ratio)
@@ -142,13 +156,13 @@ def _draw_object(draw: ImageDraw.ImageDraw, track: _Track, box: tuple[float, flo
             draw.polygon([(x0 + w / 2, y0), (x1, y0 + h / 2), (x0 + w / 2, y1), (x0, y0 + h / 2)], fill=track.colour)
 
 
-def _render_clip(rng: np.random.Generator, size: int, split_spec: SplitSpec):
+def render_clip(rng: np.random.Generator, size: int, split_spec: SplitSpec, scene: Scene = Scene()):
     """Yield (image, annotations) per frame of one clip; annotations are (category_id, [x, y, w, h])."""
     frames = split_spec.frames_per_clip
     background = _background(rng, size)
     # About one clip in eight is empty for a while: no object enters before the clip is half over.
     n_objects = int(rng.integers(0, split_spec.max_objects + 1))
-    tracks = sorted((_new_track(rng, size, frames) for _ in range(n_objects)), key=lambda t: t.depth)
+    tracks = sorted((_new_track(rng, size, frames, scene) for _ in range(n_objects)), key=lambda t: t.depth)
     for frame_index in range(frames):
         image = background.copy()
         draw = ImageDraw.Draw(image)
@@ -188,7 +202,7 @@ def generate_split(out_dir: Path, split: str, spec: SyntheticSpec) -> Path:
         stale.unlink()
     images, annotations = [], []
     for clip in range(split_spec.clips):
-        for frame, (image, objects) in enumerate(_render_clip(rng, spec.image_size, split_spec)):
+        for frame, (image, objects) in enumerate(render_clip(rng, spec.image_size, split_spec)):
             image_id = len(images) + 1
             file_name = f"clip{clip:04d}_frame{frame:03d}.jpg"
             image.save(image_dir / file_name, quality=92)

@@ -47,7 +47,8 @@ class ServerProcess:
         self.extra_args = list(extra_args or [])
         self.timeout_s = timeout_s
         self.host = host
-        self.ports = {"http": free_port(host), "grpc": free_port(host), "metrics": free_port(host)}
+        self.ports = {"http": free_port(host), "grpc": free_port(host), "metrics": free_port(host),
+                      "monitor": free_port(host)}
         self.log_path = Path(tempfile.mkstemp(prefix="optim-serve-", suffix=".log")[1])
         self.process: subprocess.Popen | None = None
 
@@ -63,10 +64,16 @@ class ServerProcess:
     def metrics_url(self) -> str:
         return f"http://{self.host}:{self.ports['metrics']}/metrics"
 
+    @property
+    def monitor_url(self) -> str:
+        """The detector's own metrics (optim.monitor), beside Triton's."""
+        return f"http://{self.host}:{self.ports['monitor']}/metrics"
+
     def start(self) -> Self:
         command = [sys.executable, "-m", "optim.serve", str(self.source), "--host", self.host,
                    "--http-port", str(self.ports["http"]), "--grpc-port", str(self.ports["grpc"]),
-                   "--metrics-port", str(self.ports["metrics"]), *self.extra_args]
+                   "--metrics-port", str(self.ports["metrics"]),
+                   "--monitor-port", str(self.ports["monitor"]), *self.extra_args]
         with open(self.log_path, "wb") as log:
             # Own session: stop() signals the whole group (PyTriton's tritonserver and stubs included).
             self.process = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)

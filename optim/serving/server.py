@@ -16,13 +16,12 @@ from pathlib import Path
 
 import numpy as np
 
-from optim.data.pixels import decode_image, preprocess_array
 from optim.errors import MissingExtraError
-from optim.evaluation.postprocess import postprocess
+from optim.monitor.pipeline import BadInput, MonitoredPipeline
 from optim.serving.engine import load_engine
 from optim.serving.options import ServingOptions
 
-KEEP_ALL = -1.0  # post-processing threshold below any score: one detection per query, fixed shapes
+MONITOR_REFERENCE = "monitor_reference.json"  # the drift reference (python -m optim.monitor reference)
 
 
 @dataclass(frozen=True)
@@ -33,6 +32,7 @@ class Endpoints:
     http_port: int = 8000
     grpc_port: int = 8001
     metrics_port: int = 8002
+    monitor_port: int = 8003  # the lab's own metrics (optim.monitor), beside Triton's
 
 
 def raw_callable(engine):
@@ -47,20 +47,20 @@ def raw_callable(engine):
     return infer
 
 
-def detect_callable(engine, input_size: tuple[int, int]):
-    """Encoded images -> detections: the lab's pre-processing, the engine, the lab's post-processing."""
+def detect_callable(engine, input_size: tuple[int, int], metrics=None, drift=None):
+    """Encoded images -> detections: the lab's pre-processing, the engine, the lab's post-processing, monitored
+    (optim.monitor.pipeline) when `metrics` / `drift` are given."""
     from pytriton.decorators import batch
     from pytriton.exceptions import PyTritonBadParameterError
+
+    pipeline = MonitoredPipeline(engine, input_size, metrics, drift)
 
     @batch
     def detect(image: np.ndarray) -> dict[str, np.ndarray]:
         try:
-            images = [decode_image(bytes(item)) for item in image.reshape(-1)]
-        except ValueError as error:
+            detections = pipeline.run(list(image.reshape(-1))).detections
+        except BadInput as error:
             raise PyTritonBadParameterError(f"input 'image': {error}") from error
-        pixels = np.stack([preprocess_array(item, input_size) for item in images])
-        sizes = np.array([[item.height, item.width] for item in images], dtype=np.int64)
-        detections = postprocess(*engine.infer(pixels), sizes, score_threshold=KEEP_ALL)
         return {"boxes": np.stack([d.boxes for d in detections]).astype(np.float32),
                 "scores": np.stack([d.scores for d in detections]).astype(np.float32),
                 "labels": np.stack([d.labels for d in detections]).astype(np.int64)}
@@ -98,13 +98,15 @@ def serve(repository: Path, manifest: dict, options: ServingOptions, endpoints: 
     # Per-model statistics stay readable without PyTriton's token (perf_analyzer reads them; /metrics has the same
     # figures); shared memory, repository control, tracing and logging stay token-protected.
     security = TritonSecurityConfig(restricted_endpoints=[e for e in DEFAULT_PROTECTED_ENDPOINTS if e != "statistics"])
+    metrics, drift, monitor = _monitoring(repository, manifest, endpoints)
     with Triton(config=config, security_config=security) as triton:
         triton.bind(model_name=names["core"], infer_func=[raw_callable(e) for e in raw],
                     inputs=[Tensor(name="pixel_values", dtype=np.float32, shape=shapes["pixel_values"])],
                     outputs=[Tensor(name="logits", dtype=np.float32, shape=shapes["logits"]),
                              Tensor(name="pred_boxes", dtype=np.float32, shape=shapes["pred_boxes"])],
                     config=_model_config(options), strict=True)
-        triton.bind(model_name=names["detect"], infer_func=[detect_callable(e, input_size) for e in detect],
+        triton.bind(model_name=names["detect"],
+                    infer_func=[detect_callable(e, input_size, metrics, drift) for e in detect],
                     inputs=[Tensor(name="image", dtype=np.bytes_, shape=(1,))],
                     outputs=[Tensor(name="boxes", dtype=np.float32, shape=(queries, 4)),
                              Tensor(name="scores", dtype=np.float32, shape=(queries,)),
@@ -112,8 +114,24 @@ def serve(repository: Path, manifest: dict, options: ServingOptions, endpoints: 
                     config=_model_config(options), strict=True)
         print(f"serving '{names['core']}' and '{names['detect']}': HTTP {endpoints.host}:{endpoints.http_port}, "
               f"gRPC {endpoints.host}:{endpoints.grpc_port}, metrics "
-              f"http://{endpoints.host}:{endpoints.metrics_port}/metrics", flush=True)
-        triton.serve()
+              f"http://{endpoints.host}:{endpoints.metrics_port}/metrics, monitoring "
+              f"http://{endpoints.host}:{endpoints.monitor_port}/metrics", flush=True)
+        try:
+            triton.serve()
+        finally:
+            monitor.shutdown()
+
+
+def _monitoring(repository: Path, manifest: dict, endpoints: Endpoints):
+    """The detector's metrics, served on endpoints.monitor_port, and the drift monitor when the repository has
+    a drift reference."""
+    from optim.monitor.drift import DriftMonitor, Reference
+    from optim.monitor.metrics import DetectorMetrics, Identity, start_metrics_server
+
+    metrics = DetectorMetrics(Identity.of_repository(repository), {int(k): v for k, v in manifest["id2label"].items()})
+    reference = Path(repository) / MONITOR_REFERENCE
+    drift = DriftMonitor(Reference.load(reference), metrics=metrics) if reference.is_file() else None
+    return metrics, drift, start_metrics_server(metrics, endpoints.monitor_port, endpoints.host)
 
 
 def _interrupt(signum, frame) -> None:

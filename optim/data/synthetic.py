@@ -184,10 +184,10 @@ def render_clip(rng: np.random.Generator, size: int, split_spec: SplitSpec, scen
         yield image, annotations
 
 
-def render_clip(seed: int, frames: int, size: int = 128, max_objects: int = 6) -> list[Image.Image]:
+def clip_frames(seed: int, frames: int, size: int = 128, max_objects: int = 6) -> list[Image.Image]:
     """The frames of one synthetic clip, deterministic from `seed` (annotations dropped): a built-in video."""
     rng = np.random.default_rng(seed)
-    return [image for image, _ in _render_clip(rng, size, SplitSpec(1, frames, max_objects))]
+    return [image for image, _ in render_clip(rng, size, SplitSpec(1, frames, max_objects))]
 
 
 def generate_split(out_dir: Path, split: str, spec: SyntheticSpec) -> Path:

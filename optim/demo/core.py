@@ -13,7 +13,7 @@ from pathlib import Path
 
 from PIL import Image
 
-from optim.data.synthetic import render_clip
+from optim.data.synthetic import clip_frames
 from optim.demo.detector import DEFAULT_MODEL, Choice, Detector, load_detector, loadable_variants
 from optim.demo.drawing import draw_detections, side_by_side
 from optim.demo.matching import unmatched
@@ -59,7 +59,7 @@ def synthetic_frames(seed: int, frames: int) -> list[Image.Image]:
     if not 1 <= frames <= 600:
         raise OptimError(f"a synthetic clip has 1 to 600 frames, not {frames}", field="frames",
                          fix="choose a length between 1 and 600")
-    return render_clip(seed, frames, SYNTHETIC_SIZE)
+    return clip_frames(seed, frames, SYNTHETIC_SIZE)
 
 
 class DemoCore:

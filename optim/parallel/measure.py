@@ -146,8 +146,7 @@ class Measurement:
         return {"bound_ms": bound, "highest_rate": best, "trials": [runs[r] for r in sorted(runs)],
                 "settings": settings.as_dict()}
 
-    def offline(self, settings: ParallelSettings, expected_qps: float) -> dict:
-        loop = self.sequential_loop(self.settings.seconds)
+    def offline(self, settings: ParallelSettings, expected_qps: float, loop: float) -> dict:
         result = run_loadgen(self.runner(settings), self.samples,
                              LoadGenRun("offline", self.settings.seconds, expected_qps=expected_qps))
         return {**_strip(result), "sequential_fps": loop, "speedup": result["throughput_sps"] / loop,
@@ -161,6 +160,8 @@ class Measurement:
     def run(self) -> dict:
         """Every scenario named, after tuning (the best throughput setting for offline, the best setting whose
         request p99 fits the deadline for multistream and server)."""
+        # The baseline loop runs first, before any parallel runner has started threads of its own.
+        sequential = self.sequential_loop(self.settings.seconds) if "offline" in self.settings.scenarios else None
         curve = tune(self.runner, self.samples, self.settings.grid, self.settings.seconds / 2)
         best = max(curve, key=lambda point: point["throughput_fps"])
         results: dict = {"tuning": {"curve": curve, "best": best["settings"]}}
@@ -170,7 +171,7 @@ class Measurement:
         responsive = ParallelSettings(**max(fitting, key=lambda p: p["throughput_fps"])["settings"])
         for scenario in self.settings.scenarios:
             if scenario == "offline":
-                results["offline"] = self.offline(fastest, best["throughput_fps"])
+                results["offline"] = self.offline(fastest, best["throughput_fps"], sequential)
             elif scenario == "singlestream":
                 results["singlestream"] = self.singlestream()
             elif scenario == "multistream":
@@ -201,3 +202,13 @@ def cpu_shares(run: PipelineRun) -> dict[str, float]:
 def _strip(result: dict) -> dict:
     """A LoadGen result without the per-sample issue times (kept only by tests of the arrival process)."""
     return {k: v for k, v in result.items() if k != "issue_times"}
+
+
+def measure_scenarios(engine, artifact, input_size: tuple[int, int], spec) -> dict:
+    """Every scenario of `spec` (an optim.spec.ScenariosSpec) on a built engine."""
+    grid = {key: list(getattr(spec, key)) for key in ("threads", "streams", "batch", "inflight")}
+    settings = ScenarioSettings(scenarios=tuple(spec.run), seconds=spec.seconds, fps=spec.fps,
+                                deadline_ms=spec.deadline_ms, max_streams=spec.max_streams,
+                                server_bound_ms=spec.server_bound_ms, server_max_rate=spec.server_max_rate,
+                                grid=grid, faults=spec.faults)
+    return Measurement(engine, artifact, input_size, settings).run()

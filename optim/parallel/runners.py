@@ -92,6 +92,10 @@ class OnnxRuntimeRunner(AsyncRunner):
         self._sessions = [create_session(Path(artifact), ["CPUExecutionProvider"], per_session)
                           for _ in range(settings.streams)]
 
+    def close(self) -> None:
+        super().close()
+        self._sessions = []
+
     def run(self, batch, slot):
         logits, boxes = self._sessions[slot % len(self._sessions)].run(OUTPUT_NAMES, {"pixel_values": batch})
         return logits, boxes
@@ -148,6 +152,8 @@ class OpenVinoRunner(AsyncRunner):
             raise self._errors[0]
 
     def close(self) -> None:
+        # Only wait: dropping the AsyncInferQueue here, while this thread holds the GIL, can deadlock with a
+        # callback thread of its own; it goes with the runner.
         self._queue.wait_all()
 
 

@@ -29,8 +29,8 @@ def lint(path: Path) -> subprocess.CompletedProcess:
                           text=True, timeout=60, check=False)
 
 
-def test_both_dockerfiles_are_linted():
-    assert [path.name for path in DOCKERFILES] == ["Dockerfile.cpu", "Dockerfile.gpu"]
+def test_every_dockerfile_is_linted():
+    assert [path.name for path in DOCKERFILES] == ["Dockerfile.cpu", "Dockerfile.gpu", "Dockerfile.parallel"]
 
 
 @pytest.mark.parametrize("path", DOCKERFILES, ids=lambda path: path.name)

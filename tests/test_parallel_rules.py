@@ -64,3 +64,25 @@ def test_loadgen_server_issues_poisson_arrivals_at_the_target_rate():
     assert result["samples"] >= 300
     assert stats["rate"] == pytest.approx(200, rel=0.2)
     assert stats["cv"] == pytest.approx(1.0, abs=0.25)
+
+
+def test_video_files_give_their_frames_and_bad_ones_a_clear_error(tmp_path):
+    from PIL import Image
+
+    from optim.errors import OptimError
+    from optim.parallel.sources import Faults, decode, file_frames, stream_frames
+
+    frames = [Image.new("RGB", (32, 24), (40 * i, 0, 0)) for i in range(3)]
+    frames[0].save(tmp_path / "clip.gif", save_all=True, append_images=frames[1:], duration=33)
+    clip = file_frames(tmp_path / "clip.gif")
+    assert len(clip) == 3 and decode(clip[0]).size == (32, 24)
+    (tmp_path / "broken.gif").write_bytes(b"GIF89a not really")
+    with pytest.raises(OptimError, match="broken.gif"):
+        file_frames(tmp_path / "broken.gif")
+    sent = list(stream_frames(clip, 7, Faults(end_after=5, stall_at=1, corrupt_every=2)))
+    assert [i for i, data in sent if data is None] == [1]  # the stall marker comes before frame 1
+    assert [i for i, data in sent if data is not None] == [0, 1, 2, 3, 4]
+    corrupt = [i for i, data in sent if data is not None and data != clip[i % 3]]
+    assert corrupt == [1, 3]
+    with pytest.raises(OSError):
+        decode(sent[2][1])

@@ -37,6 +37,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--seconds", type=float, default=2.0, help="length of each timed run")
     parser.add_argument("--fps", type=float, default=30.0)
     parser.add_argument("--max-streams", type=int, default=8)
+    parser.add_argument("--video", action="append", type=Path, default=[],
+                        help="a video file Pillow reads (GIF/WebP/APNG/TIFF) or a folder of images, played by the "
+                             "streams (repeat for several; default: synthetic clips)")
     parser.add_argument("--out", type=Path, default=Path("reports/parallel"))
     args = parser.parse_args(argv)
     try:
@@ -45,7 +48,7 @@ def main(argv: list[str] | None = None) -> int:
         settings = ScenarioSettings(scenarios=tuple(args.scenario or SCENARIOS), seconds=args.seconds, fps=args.fps,
                                     max_streams=args.max_streams)
         engine, artifact, input_size = build_engine(args.engine, args.out / "artifacts" / args.engine)
-        results = Measurement(engine, artifact, input_size, settings).run()
+        results = Measurement(engine, artifact, input_size, settings, args.video).run()
     except OptimError as error:
         print(f"error: {error}", file=sys.stderr)
         return error.exit_code

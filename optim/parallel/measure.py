@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import numpy as np
 
@@ -21,7 +22,7 @@ from optim.parallel.loadgen_run import LoadGenRun, run_loadgen
 from optim.parallel.pipeline import STAGES, Pipeline, PipelineRun, StreamSpec
 from optim.parallel.rules import ON_TIME_SHARE, highest_rate, most_streams, on_time_share
 from optim.parallel.runners import ParallelSettings, create_runner
-from optim.parallel.sources import Faults, decode, synthetic_clip
+from optim.parallel.sources import Faults, decode, file_frames, synthetic_clip
 from optim.parallel.trace import chrome_trace
 from optim.parallel.tune import tune
 
@@ -47,11 +48,18 @@ class ScenarioSettings:
 class Measurement:
     """A built engine + input size + a few preprocessed frames, measured scenario by scenario."""
 
-    def __init__(self, engine, artifact, input_size: tuple[int, int], settings: ScenarioSettings):
+    def __init__(self, engine, artifact, input_size: tuple[int, int], settings: ScenarioSettings,
+                 videos: list[Path] | None = None):
+        """Streams play `videos` (cycled over the streams), else the synthetic generator's clips."""
         from optim.data.transforms import preprocess_image
 
         self.engine, self.artifact, self.input_size, self.settings = engine, artifact, input_size, settings
-        self.clips = [synthetic_clip(seed, frames=16, size=input_size[0]) for seed in range(settings.max_streams + 1)]
+        count = settings.max_streams + 1
+        if videos:
+            files = [file_frames(path) for path in videos]
+            self.clips = [files[i % len(files)] for i in range(count)]
+        else:
+            self.clips = [synthetic_clip(seed, frames=16, size=input_size[0]) for seed in range(count)]
         self.samples = np.stack([preprocess_image(decode(data), input_size).numpy()
                                  for clip in self.clips[:4] for data in clip])
 

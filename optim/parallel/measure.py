@@ -1,7 +1,8 @@
 """Measure one built engine in MLPerf's scenarios: the figures of the targets and what the report shows.
 
 - offline: LoadGen Offline at the best tuned setting, beside the sequential batch-1 loop (engine.infer, one
-  frame after another) timed in the same run: speed-up = offline throughput / loop throughput.
+  frame after another) timed in the same run: speed-up = offline throughput / loop throughput; and beside the
+  tuning point with one batch-1 request at a time through the same runner (the stricter baseline).
 - singlestream: LoadGen SingleStream (batch 1, one request): p50/p99 latency.
 - multistream: the pipeline with N paced streams (decode, preprocess, batching, inference, postprocess) at
   `fps`; a stream is served when >= 99 % of its frames finish within the deadline (one frame interval unless
@@ -154,10 +155,16 @@ class Measurement:
         return {"bound_ms": bound, "highest_rate": best, "trials": [runs[r] for r in sorted(runs)],
                 "settings": settings.as_dict()}
 
-    def offline(self, settings: ParallelSettings, expected_qps: float, loop: float) -> dict:
+    def offline(self, settings: ParallelSettings, expected_qps: float, loop: float, single: dict | None) -> dict:
+        """LoadGen Offline at `settings`, against the sequential loop (`loop` frames/s) and against `single`, the
+        tuning point with one batch-1 request at a time through the same runner (the stricter baseline: it has the
+        runner's engine configuration and calling thread, without any parallelism)."""
         result = run_loadgen(self.runner(settings), self.samples,
                              LoadGenRun("offline", self.settings.seconds, expected_qps=expected_qps))
+        single_fps = single["throughput_fps"] if single else None
         return {**_strip(result), "sequential_fps": loop, "speedup": result["throughput_sps"] / loop,
+                "single_request_fps": single_fps,
+                "speedup_vs_single_request": result["throughput_sps"] / single_fps if single_fps else None,
                 "settings": settings.as_dict()}
 
     def singlestream(self) -> dict:
@@ -179,7 +186,7 @@ class Measurement:
         responsive = ParallelSettings(**max(fitting, key=lambda p: p["throughput_fps"])["settings"])
         for scenario in self.settings.scenarios:
             if scenario == "offline":
-                results["offline"] = self.offline(fastest, best["throughput_fps"], sequential)
+                results["offline"] = self.offline(fastest, best["throughput_fps"], sequential, _single_request(curve))
             elif scenario == "singlestream":
                 results["singlestream"] = self.singlestream()
             elif scenario == "multistream":
@@ -187,6 +194,12 @@ class Measurement:
             elif scenario == "server":
                 results["server"] = self.server(responsive)
         return results
+
+
+def _single_request(curve: list[dict]) -> dict | None:
+    """The tuning point without parallelism (1 stream, batch 1, 1 request), with the most threads."""
+    single = [p for p in curve if (p["settings"]["streams"], p["settings"]["batch"], p["settings"]["inflight"]) == (1, 1, 1)]
+    return max(single, key=lambda p: p["settings"]["threads"]) if single else None
 
 
 def _fault_check(run: PipelineRun | None) -> dict | None:

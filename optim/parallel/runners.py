@@ -6,7 +6,7 @@ from the engine's thread when it finishes; `wait()` blocks until every submitted
   cores running its own requests), driven by an `AsyncInferQueue` of `inflight` requests.
 - ONNX Runtime: `streams` InferenceSessions (each with threads/streams intra-op threads), shared round-robin
   by `inflight` worker threads (`InferenceSession.run` releases the GIL and is thread-safe).
-- PyTorch: `threads` intra-op threads (torch.set_num_threads) and `inflight` worker threads calling the
+- PyTorch: `threads` intra-op threads (torch.set_num_threads, process-wide, restored by close) and `inflight` worker threads calling the
   module concurrently (ATen releases the GIL); `streams` is not used (PyTorch has no stream notion on CPU).
 """
 
@@ -106,11 +106,19 @@ class PyTorchRunner(AsyncRunner):
         super().__init__(settings)
         import torch
 
+        self._threads_before = torch.get_num_threads()
         torch.set_num_threads(settings.threads)
         self._engine = engine
 
     def run(self, batch, slot):
         return self._engine.infer(batch)
+
+    def close(self) -> None:
+        """Wait for the workers, then give the process back its intra-op thread count."""
+        import torch
+
+        super().close()
+        torch.set_num_threads(self._threads_before)
 
 
 class OpenVinoRunner(AsyncRunner):

@@ -151,7 +151,8 @@ class Measurement:
             runs[rate] = _strip(result)
             return result["p99_ms"] < bound
 
-        best = highest_rate(meets, SERVER_LOWEST_RATE, self.settings.server_max_rate, steps=5)
+        low = min(SERVER_LOWEST_RATE, self.settings.server_max_rate)
+        best = highest_rate(meets, low, self.settings.server_max_rate, steps=5)
         return {"bound_ms": bound, "highest_rate": best, "trials": [runs[r] for r in sorted(runs)],
                 "settings": settings.as_dict()}
 

@@ -25,7 +25,7 @@ def tuning_curve(series: list[tuple[str, list[dict]]]) -> str:
         return LEFT + (WIDTH - LEFT - 20) * v / xs[-1]
 
     def y_of(v: float) -> float:
-        return HEIGHT - BOTTOM - (HEIGHT - BOTTOM - 10) * v / ys[-1]
+        return HEIGHT - BOTTOM - (HEIGHT - BOTTOM - 30) * v / ys[-1]
 
     parts = [(f'<svg class="chart" viewBox="0 0 {WIDTH} {HEIGHT}" role="img" '
               'aria-label="throughput against p99 latency per parallel setting">')]
@@ -37,7 +37,7 @@ def tuning_curve(series: list[tuple[str, list[dict]]]) -> str:
                      f'stroke="#e3e6ea"/><text x="{LEFT - 6}" y="{y_of(tick) + 4:.1f}" text-anchor="end" '
                      f'font-size="11">{tick:g}</text>')
     parts.append(f'<text x="{(WIDTH + LEFT) / 2}" y="{HEIGHT - 6}" text-anchor="middle" font-size="12">p99 request '
-                 'latency (ms)</text><text x="14" y="14" font-size="12">frames/s</text>')
+                 'latency (ms)</text><text x="4" y="12" font-size="12">frames/s</text>')
     for index, (name, curve) in enumerate(series):
         colour = PALETTE[index % len(PALETTE)]
         for p in curve:

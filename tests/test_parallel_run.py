@@ -47,4 +47,5 @@ def test_spec_scenarios_are_measured_and_reported(tmp_path, tiny_dataset_root):
     assert {e["cat"] for e in trace["traceEvents"] if e["ph"] == "X"} >= {"decode", "inference"}
     html = (out / "index.html").read_text()
     assert 'id="parallel"' in html and "Offline: maximum throughput" in html and "MultiStream — openvino-fp32" in html
+    assert "<b>Best parallel setting</b>" in html  # in the summary too
     assert "Server —" not in html and f'href="{parallel["multistream"]["trace_file"]}"' in html

@@ -109,6 +109,35 @@ class ProfileSpec(StrictModel):
                                            "default: it re-times every variant stage by stage")
 
 
+Scenario = Literal["singlestream", "multistream", "server", "offline"]
+GridValues = Annotated[list[Annotated[int, Field(ge=1, le=64)]], Field(min_length=1, max_length=6)]
+
+
+class ScenariosSpec(StrictModel):
+    """MLPerf scenarios (LoadGen) each variant is measured in, with the multi-stream video pipeline; needs the
+    `parallel` extra. Parallel settings are tuned first over threads x streams x batch x inflight."""
+
+    run: list[Scenario] = Field(min_length=1, description="scenarios to measure, in order")
+    seconds: float = Field(2.0, gt=0, le=600, description="length of each timed run (MLPerf's rules want 600 s: "
+                                                           "shorter runs report LoadGen's VALID flag as advisory)")
+    fps: float = Field(30.0, gt=0, le=240, description="multistream: frame rate of every camera")
+    deadline_ms: float | None = Field(None, gt=0, le=10000, description="multistream: a frame is on time within "
+                                                                         "this of its arrival (default: one frame "
+                                                                         "interval)")
+    max_streams: int = Field(8, ge=1, le=64, description="multistream: most cameras tried")
+    server_bound_ms: float = Field(50.0, gt=0, le=10000, description="server: the p99 latency bound")
+    server_max_rate: float = Field(800.0, gt=0, le=100000, description="server: highest Poisson rate tried "
+                                                                        "(queries/s)")
+    threads: GridValues = Field(default_factory=lambda: [2], description="tuning: inference threads in all")
+    streams: GridValues = Field(default_factory=lambda: [1, 2], description="tuning: OpenVINO streams / ONNX "
+                                                                             "Runtime sessions")
+    batch: GridValues = Field(default_factory=lambda: [1, 4], description="tuning: frames per inference (across "
+                                                                           "streams)")
+    inflight: GridValues = Field(default_factory=lambda: [1, 2, 4], description="tuning: requests in flight")
+    faults: bool = Field(True, description="multistream: also run a stream that sends a corrupt frame, stalls and "
+                                           "ends early, and report what was counted")
+
+
 class QuantizeStep(StrictModel):
     """Post-training quantization or a float cast, applied by the engine's own tools."""
 
@@ -270,6 +299,8 @@ class ExperimentSpec(StrictModel):
     variants: list[VariantSpec] = Field(default_factory=list)
     matrix: MatrixSpec | None = None
     serving: ServingSpec | None = None
+    scenarios: ScenariosSpec | None = Field(None, description="MLPerf scenarios with the multi-stream pipeline "
+                                                              "(see the parallel inference guide)")
     output_dir: OutputDir = Path("reports")
 
     @model_validator(mode="after")

@@ -85,6 +85,10 @@ def run_variant(variant: VariantSpec, spec: ExperimentSpec, data: ExperimentData
     """Everything measured about one variant; raises on failure (the runner records the reason)."""
     quantize = next((s for s in variant.steps if isinstance(s, QuantizeStep)), None)
     check_available(variant.engine, quantize.method if quantize else None)
+    if spec.scenarios:
+        from optim.parallel.loadgen_run import loadgen
+
+        loadgen()  # the 'parallel' extra: fail before the slow steps
     workdir.mkdir(parents=True, exist_ok=True)
     model, notes = apply_model_steps(base_model, variant, data, cache, workdir.parent)
 
@@ -119,6 +123,7 @@ def run_variant(variant: VariantSpec, spec: ExperimentSpec, data: ExperimentData
         latency, timing = measure_variant_latency(engine, quantize, build.artifact,
                                                   {size: data.example(size) for size in spec.batch_sizes},
                                                   spec.latency, synchronize, workdir)
+        parallel = _scenarios(engine, build.artifact, data.input_size, spec, workdir) if spec.scenarios else None
         if on_gpu:  # TensorRT allocates its engine memory itself: its size is in the build notes
             peak_mib = torch.cuda.max_memory_allocated() / 2**20
             notes.append(f"peak CUDA memory allocated through PyTorch: {peak_mib:.0f} MiB")
@@ -143,9 +148,30 @@ def run_variant(variant: VariantSpec, spec: ExperimentSpec, data: ExperimentData
             "timing": timing, "params": stats["params"], "flops": stats["flops"], "stages": stages, "profile_files": profile_files or {},
             "notes": notes, "detections": detections_to_json(detections),
         }
+        if parallel is not None:
+            record["parallel"] = parallel
         return VariantOutcome(record, detections)
     finally:
         engine.close()
+
+
+def _scenarios(engine, artifact, input_size, spec: ExperimentSpec, workdir: Path) -> dict:
+    """The MLPerf scenarios of `spec.scenarios` on the built engine; the multistream trace is also written to
+    `parallel-trace.json` beside the variant's artifacts. An engine without a parallel runner gives an error
+    entry (the variant's other figures stand)."""
+    from optim.errors import OptimError
+    from optim.parallel.measure import measure_scenarios
+
+    tqdm.write(f"{engine.kind}: scenarios {', '.join(spec.scenarios.run)}")
+    try:
+        results = measure_scenarios(engine, artifact, input_size, spec.scenarios)
+    except OptimError as error:
+        return {"error": str(error)}
+    trace = (results.get("multistream") or {}).get("trace")
+    if trace:
+        (workdir / "parallel-trace.json").write_text(json.dumps(trace))
+        results["multistream"]["trace_file"] = f"artifacts/{workdir.name}/parallel-trace.json"
+    return results
 
 
 def _synchronizer(variant: VariantSpec):

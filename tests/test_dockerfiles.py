@@ -34,7 +34,7 @@ def lint(path: Path) -> subprocess.CompletedProcess:
 
 def test_every_dockerfile_is_linted():
     assert [path.name for path in DOCKERFILES] == ["Dockerfile.cpu", "Dockerfile.demo", "Dockerfile.gpu",
-                                                   "Dockerfile.triton"]
+                                                   "Dockerfile.parallel", "Dockerfile.triton"]
 
 
 @pytest.mark.parametrize("path", DOCKERFILES, ids=lambda path: path.name)

@@ -23,6 +23,7 @@ from optim.report import fmt
 from optim.report.agreement import agreement_context
 from optim.report.cells import Cell, Column
 from optim.report.fmt import DASH
+from optim.report.parallel import parallel_context
 from optim.report.serving_html import serving_section
 from optim.report.summary import (
     compare_batch,
@@ -308,6 +309,7 @@ def render_report(results: dict, out_dir: Path | None = None) -> str:
         kpis=_kpis(results, baseline, batch), has_baseline=baseline is not None,
         summary=_summary(results, baseline, batch, frontier), tradeoff=_tradeoff(data),
         distributions=_distributions(results, batch), agreement=agreement_context(results), stages=stages,
+        parallel=parallel_context(results),
         variants=[variant_context(i, v, baseline_name=results.get("baseline"), stage_scale_ms=scale, out_dir=out_dir)
                   for i, v in enumerate(variants)],
         variants_have_stages=any(v.get("stages") for v in variants), method=_method(results),

@@ -11,7 +11,9 @@ from tqdm import tqdm
 
 from optim.environment import environment
 from optim.eval_data import ExperimentData, detections_from_json, torch_threads
+from optim.evaluation.bootstrap import PerImageEval, per_image_eval
 from optim.finetune.common import seed_everything
+from optim.intervals import INTERVAL_TEXT, attach_intervals
 from optim.latency import METHOD_TEXT
 from optim.machine_load import MACHINE_SPEED
 from optim.models.zoo import load_model
@@ -67,7 +69,9 @@ def run_experiment(spec: ExperimentSpec, out_dir: Path | None = None, resume: bo
         if variant.name == spec.baseline_name and record["status"] == "ok":
             baseline_detections = detections_from_json(record["detections"])
         records.append(record)
-    results = _assemble(spec, loaded, input_size, data, records, peaks)
+    tqdm.write("confidence intervals: bootstrap over images")
+    intervals = attach_intervals(records, spec.baseline_name, lambda record: _per_image(record, data), spec.seed)
+    results = _assemble(spec, loaded, input_size, data, records, peaks, intervals)
     write_json_atomic(out_dir / "results.json", results)
     from optim.report.html import write_report
     from optim.report.tables import write_tables
@@ -98,6 +102,13 @@ def _measure(variant: VariantSpec, spec: ExperimentSpec, data: ExperimentData, b
     return record
 
 
+def _per_image(record: dict, data: ExperimentData) -> PerImageEval | None:
+    """A variant's per-image COCO evaluation from its stored detections (None when none were kept)."""
+    if not record.get("detections"):
+        return None
+    return per_image_eval(data.eval_set.coco, detections_from_json(record["detections"]), data.label_map)
+
+
 def _print_summary(record: dict) -> None:
     if record["status"] != "ok":
         return
@@ -107,7 +118,7 @@ def _print_summary(record: dict) -> None:
 
 
 def _assemble(spec: ExperimentSpec, loaded, input_size, data: ExperimentData, records: list[dict],
-              peaks: dict[str, float]) -> dict:
+              peaks: dict[str, float], intervals: dict) -> dict:
     """results.json: spec, environment, how things were measured, the machine's matrix-product peaks, and every
     variant (detections left out) with its batch-1 share of the peak of its precision."""
     variants = [{k: v for k, v in r.items() if k != "detections"} for r in records]
@@ -128,7 +139,9 @@ def _assemble(spec: ExperimentSpec, loaded, input_size, data: ExperimentData, re
                         + " " + TIMING_TEXT.format(seconds=spec.latency.reference_seconds,
                                                    rounds=spec.latency.reference_rounds) + " " + PEAK_TEXT,
                         "accuracy": ACCURACY_TEXT.format(images=len(data.eval_set), split=spec.data.eval_split,
-                                                         calibration=spec.data.calibration_split)},
+                                                         calibration=spec.data.calibration_split),
+                        "intervals": INTERVAL_TEXT.format(**intervals)},
+        "intervals": intervals,
         "machine_peaks": peaks,
         "variants": variants,
     }

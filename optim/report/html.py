@@ -22,6 +22,7 @@ from optim.report import fmt
 from optim.report.agreement import agreement_context
 from optim.report.cells import Cell, Column
 from optim.report.fmt import DASH
+from optim.report.sensitivity import sensitivity_context
 from optim.report.summary import (
     compare_batch,
     contains,
@@ -360,7 +361,8 @@ def render_report(results: dict, out_dir: Path | None = None) -> str:
         css=_asset("report.css"), js=_asset("report.js"), nav=NAV, header=_header(results, out_dir),
         kpis=_kpis(results, baseline, batch), has_baseline=baseline is not None,
         summary=_summary(results, baseline, batch, frontier), tradeoff=_tradeoff(data),
-        distributions=_distributions(results, batch), agreement=agreement_context(results), stages=stages,
+        distributions=_distributions(results, batch), agreement=agreement_context(results),
+        sensitivity=sensitivity_context(results), stages=stages,
         variants=[variant_context(i, v, baseline_name=results.get("baseline"), stage_scale_ms=scale, out_dir=out_dir)
                   for i, v in enumerate(variants)],
         variants_have_stages=any(v.get("stages") for v in variants), method=_method(results),

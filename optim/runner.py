@@ -54,10 +54,12 @@ def run_experiment(spec: ExperimentSpec, out_dir: Path | None = None, resume: bo
         loaded = load_model(spec.model, num_labels=classes, trust_remote_code=spec.trust_remote_code)
     data.use_labels_of(loaded.model, f"model '{spec.model}'")
     baseline_detections = None
-    records = []
+    records: list[dict] = []
     compressed: dict = {}  # models after shared prune/distill prefixes, reused across variants
-    variants = [v for v in ordered_variants(spec) if not only or v.name in only or v.name == spec.baseline_name]
-    for variant in tqdm(variants, desc=f"{spec.name}: variants", unit="variant"):
+
+    def measure_one(variant: VariantSpec) -> dict:
+        """Measure `variant` (or keep its stored record when resuming) and add it to the run's records."""
+        nonlocal baseline_detections
         resolved = variant.model_dump(mode="json")
         record = store.finished(variant.name, resolved) if resume else None
         if record is not None:
@@ -69,9 +71,21 @@ def run_experiment(spec: ExperimentSpec, out_dir: Path | None = None, resume: bo
         if variant.name == spec.baseline_name and record["status"] == "ok":
             baseline_detections = detections_from_json(record["detections"])
         records.append(record)
+        return record
+
+    variants = [v for v in ordered_variants(spec) if not only or v.name in only or v.name == spec.baseline_name]
+    for variant in tqdm(variants, desc=f"{spec.name}: variants", unit="variant"):
+        measure_one(variant)
+    search = None
+    if spec.search is not None:
+        from optim.search import run_search
+
+        search = run_search(spec, records, measure_one, lambda record: _per_image(record, data))
     tqdm.write("confidence intervals: bootstrap over images")
     intervals = attach_intervals(records, spec.baseline_name, lambda record: _per_image(record, data), spec.seed)
     results = _assemble(spec, loaded, input_size, data, records, peaks, intervals)
+    if search is not None:
+        results["search"] = search
     write_json_atomic(out_dir / "results.json", results)
     from optim.report.html import write_report
     from optim.report.tables import write_tables

@@ -22,6 +22,7 @@ from optim.report import fmt
 from optim.report.agreement import agreement_context
 from optim.report.cells import Cell, Column
 from optim.report.fmt import DASH
+from optim.report.search import deployment, search_context
 from optim.report.sensitivity import sensitivity_context
 from optim.report.summary import (
     compare_batch,
@@ -214,6 +215,9 @@ def _kpis(results: dict, baseline: dict | None, batch: int | None) -> list[dict]
         elif best is not None:
             cards.append({"label": f"Fastest within {CLOSE_POINTS:g} mAP pt", "value": best.get("name"),
                           "detail": gain(best) + _tied(best, close, batch)})
+    deploy = deployment(results)
+    if deploy is not None:
+        cards.insert(0, {"label": "Deploy", "value": deploy["name"] or "—", "detail": deploy["why"]})
     cards.append({"label": "Variants", "value": f"{len(ok)} measured",
                   "detail": f"{failed} failed" if failed else "none failed", "bad": bool(failed)})
     return cards
@@ -362,7 +366,7 @@ def render_report(results: dict, out_dir: Path | None = None) -> str:
         kpis=_kpis(results, baseline, batch), has_baseline=baseline is not None,
         summary=_summary(results, baseline, batch, frontier), tradeoff=_tradeoff(data),
         distributions=_distributions(results, batch), agreement=agreement_context(results),
-        sensitivity=sensitivity_context(results), stages=stages,
+        sensitivity=sensitivity_context(results), search=search_context(results), stages=stages,
         variants=[variant_context(i, v, baseline_name=results.get("baseline"), stage_scale_ms=scale, out_dir=out_dir)
                   for i, v in enumerate(variants)],
         variants_have_stages=any(v.get("stages") for v in variants), method=_method(results),

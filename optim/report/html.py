@@ -22,7 +22,7 @@ from optim.report import fmt
 from optim.report.agreement import agreement_context
 from optim.report.cells import Cell, Column
 from optim.report.fmt import DASH
-from optim.report.search import deployment, search_context
+from optim.report.search import deployment, loss_bound, search_context
 from optim.report.sensitivity import sensitivity_context
 from optim.report.summary import (
     compare_batch,
@@ -207,7 +207,9 @@ def _kpis(results: dict, baseline: dict | None, batch: int | None) -> list[dict]
                           f"{fmt.signed_points(delta_points(v, baseline))} mAP pts")
         cards.append({"label": "Fastest", "value": fastest.get("name"), "detail": gain(fastest) + _tied(fastest, faster, batch)})
         # "within 1 point" needs a trained model: with random weights every mAP is noise
+        # with intervals, "within" means the paired 95 % upper bound of the loss, not the point estimate
         close = [v for v in faster if (d := delta_points(v, baseline)) is not None and d >= -CLOSE_POINTS
+                 and ((bound := loss_bound(v)) is None or bound <= CLOSE_POINTS)
                  and (results.get("model") or {}).get("trained") is not False]
         best = max(close, key=lambda v: speedup(v, baseline, batch)) if close else None
         if best is fastest:

@@ -126,3 +126,25 @@ def test_attach_intervals_to_records(scene):
     low, high = same["latency"]["1"]["p50_ci_ms"]
     assert low < np.median(same["latency"]["1"]["samples_ms"]) < high
     assert "intervals" not in broken
+
+
+def test_report_shows_intervals_and_ties():
+    from optim.report.html import render_report
+    from optim.report.tables import _rows
+
+    def variant(name, map_, delta, p50, p50_ci, speedup):
+        return {"name": name, "status": "ok", "engine": "openvino", "precision": "int8", "accuracy": {"map": map_},
+                "latency": {"1": {"p50_ms": p50, "p50_ci_ms": p50_ci, "p99_ms": p50 * 2}},
+                "intervals": {"map": [map_ - 0.02, map_ + 0.02], "map_delta": delta, "speedup": {"1": speedup}}}
+
+    results = {"baseline": "base", "variants": [
+        variant("base", 0.577, [0.0, 0.0], 10.0, [9.5, 10.5], [0.95, 1.05]),
+        variant("same", 0.575, [-0.006, 0.002], 5.0, [4.8, 5.2], [1.9, 2.1]),
+        variant("worse", 0.55, [-0.04, -0.02], 4.9, [4.7, 5.1], [1.95, 2.2])]}
+    page = render_report(results)
+    assert "57.7 <small class=\"muted\">[55.7, 59.7]</small>" in page
+    assert "[−0.6, +0.2] n.d." in page and "[−4.0, −2.0]</small>" in page  # only the first holds 0
+    assert "p50: worse ≈ same." in page  # overlapping p50 intervals: not ranked
+    assert '"p50_ci": [4.8, 5.2]' in page and '"map_ci": [' in page  # the chart's error bars
+    row = next(r for r in _rows(results) if r["variant"] == "worse")
+    assert (row["delta_map_ci_low"], row["delta_map_ci_high"]) == (-4.0, -2.0) and row["p50_ci_low_ms"] == 4.7

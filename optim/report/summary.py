@@ -100,7 +100,7 @@ def pareto_frontier(points: Iterable[tuple[str, float, float]]) -> list[str]:
     return [name for name, _, _ in front]
 
 
-def _pair(value: Any, scale: float = 1.0) -> tuple[float, float] | None:
+def interval_pair(value: Any, scale: float = 1.0) -> tuple[float, float] | None:
     """A stored [low, high] interval (signed) times `scale`, or None when missing or malformed."""
     if not isinstance(value, (list, tuple)) or len(value) != 2:
         return None
@@ -111,23 +111,23 @@ def _pair(value: Any, scale: float = 1.0) -> tuple[float, float] | None:
 
 def map_interval(variant: dict) -> tuple[float, float] | None:
     """95 % bootstrap interval of mAP@[.5:.95], in points (0..100)."""
-    return _pair((variant.get("intervals") or {}).get("map"), 100.0)
+    return interval_pair((variant.get("intervals") or {}).get("map"), 100.0)
 
 
 def delta_interval(variant: dict) -> tuple[float, float] | None:
     """Paired-bootstrap interval of the mAP difference to the baseline, in points."""
-    return _pair((variant.get("intervals") or {}).get("map_delta"), 100.0)
+    return interval_pair((variant.get("intervals") or {}).get("map_delta"), 100.0)
 
 
 def p50_interval(variant: dict, batch: int | None) -> tuple[float, float] | None:
     """Order-statistic interval of the median latency (ms) at `batch`."""
-    return None if batch is None else _pair(latency_by_batch(variant).get(batch, {}).get("p50_ci_ms"))
+    return None if batch is None else interval_pair(latency_by_batch(variant).get(batch, {}).get("p50_ci_ms"))
 
 
 def speedup_interval(variant: dict, batch: int | None) -> tuple[float, float] | None:
     """Bootstrap interval of the speedup over the baseline at `batch`."""
     speedups = (variant.get("intervals") or {}).get("speedup") or {}
-    return None if batch is None else _pair(speedups.get(str(batch)))
+    return None if batch is None else interval_pair(speedups.get(str(batch)))
 
 
 def contains(pair: tuple[float, float] | None, value: float) -> bool:

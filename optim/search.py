@@ -113,15 +113,18 @@ def block_costs(records: list[dict], baseline: str, extra: dict | None) -> dict[
     return costs
 
 
-def _priority(candidate: Candidate, costs: dict[tuple[str, str], dict[str, float]], budget: float) -> tuple:
-    """Candidates the sensitivity table predicts within the budget (block costs added up) first; then the most
-    aggressive; among equals, the one whose quantized blocks cost least. An order only: nothing is skipped on a
-    prediction."""
+def _priority(candidate: Candidate, costs: dict[tuple[str, str], dict[str, float]], budget: float,
+              engine_best: dict[str, float]) -> tuple:
+    """The order candidates are tried in (an order only: nothing is skipped on a prediction). First those the
+    sensitivity table predicts within the budget (its block costs added up), then those it has no row for, then
+    those it predicts over; within each, the most aggressive first; then engines whose fastest variant measured so
+    far is fastest; then the candidate whose quantized blocks cost least."""
     method = candidate.variant.steps[-1].method if candidate.precision != "fp32" else ""
-    table = costs.get((candidate.engine, method), {})
-    cost = sum(table.get(block, 0.0) for block in candidate.quantized)
-    return (cost > budget, -len(candidate.quantized), -candidate.prune, candidate.distill, cost,
-            candidate.variant.name)
+    table = costs.get((candidate.engine, method))
+    cost = sum(table.get(block, 0.0) for block in candidate.quantized) if table else 0.0
+    predicted = 1 if table is None and candidate.quantized else 2 if cost > budget else 0
+    return (predicted, -len(candidate.quantized), -candidate.prune, candidate.distill,
+            engine_best.get(candidate.engine, float("inf")), cost, candidate.variant.name)
 
 
 class PairedLoss:
@@ -160,7 +163,12 @@ def run_search(spec: ExperimentSpec, records: list[dict], measure: Callable[[Var
     extra = _load_sensitivity(search)
     candidates = grid(search)
     costs = block_costs(records, spec.baseline_name, extra)
-    pending = sorted(candidates, key=lambda c: _priority(c, costs, search.budget_points))
+    engine_best: dict[str, float] = {}
+    for record in records:
+        value = objective_value(record, search.objective, spec.batch_sizes) if record["status"] == "ok" else None
+        if value is not None:
+            engine_best[record["engine"]] = min(value, engine_best.get(record["engine"], value))
+    pending = sorted(candidates, key=lambda c: _priority(c, costs, search.budget_points, engine_best))
     tried: list[dict] = []
     done: list[tuple[Candidate, dict]] = []
     skipped: dict[str, str] = {}

@@ -42,11 +42,17 @@ def test_sensitivity_orders_keep_float_sets():
     candidates = grid(_space(engines=["onnxruntime"], precisions=["int8"],
                              keep_float=[[], ["heads"], ["backbone"], ["backbone", "heads"]]))
     costs = {("onnxruntime", "ort_static"): {"backbone": 2.0, "encoder": 0.1, "decoder": 0.2, "heads": 0.3}}
-    order = [c.variant.name.removeprefix("search-") for c in sorted(candidates, key=lambda c: _priority(c, costs, 1.0))]
+    order = [c.variant.name.removeprefix("search-")
+             for c in sorted(candidates, key=lambda c: _priority(c, costs, 1.0, {}))]
     # the backbone alone costs 2 points: sets keeping it in float come first (most aggressive first); sets the
     # table predicts over the budget come last
     assert order == ["onnxruntime-int8-kf-backbone", "onnxruntime-int8-kf-backbone.heads", "onnxruntime-int8",
                      "onnxruntime-int8-kf-heads"]
+    # an engine the table has no row for comes after the predicted passes; a faster engine before a slower one
+    more = grid(_space(engines=["pytorch", "openvino", "onnxruntime"], precisions=["int8"], keep_float=[[]]))
+    order = [c.variant.name.removeprefix("search-")
+             for c in sorted(more, key=lambda c: _priority(c, costs, 3.0, {"openvino": 4.0, "pytorch": 70.0}))]
+    assert order == ["onnxruntime-int8", "openvino-int8", "pytorch-int8"]
 
 
 def _entry(name: str, feasible: bool, objective: float) -> dict:

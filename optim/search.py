@@ -116,13 +116,13 @@ def block_costs(records: list[dict], baseline: str, extra: dict | None) -> dict[
 def _priority(candidate: Candidate, costs: dict[tuple[str, str], dict[str, float]], budget: float,
               engine_best: dict[str, float]) -> tuple:
     """The order candidates are tried in (an order only: nothing is skipped on a prediction). First those the
-    sensitivity table predicts within the budget (its block costs added up), then those it has no row for, then
-    those it predicts over; within each, the most aggressive first; then engines whose fastest variant measured so
+    sensitivity table predicts within the budget (its block costs added up), then those it has no row for (and
+    float ones), then those it predicts over; within each, the most aggressive first; then engines whose fastest variant measured so
     far is fastest; then the candidate whose quantized blocks cost least."""
     method = candidate.variant.steps[-1].method if candidate.precision != "fp32" else ""
     table = costs.get((candidate.engine, method))
     cost = sum(table.get(block, 0.0) for block in candidate.quantized) if table else 0.0
-    predicted = 1 if table is None and candidate.quantized else 2 if cost > budget else 0
+    predicted = 1 if table is None or not candidate.quantized else 2 if cost > budget else 0
     return (predicted, -len(candidate.quantized), -candidate.prune, candidate.distill,
             engine_best.get(candidate.engine, float("inf")), cost, candidate.variant.name)
 

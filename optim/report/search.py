@@ -46,14 +46,15 @@ def deployment(results: dict) -> dict | None:
               and (bound := loss_bound(v)) is not None and (value := _objective(v, objective, batch)) is not None]
     within = sorted((s for s in scored if s[1] <= budget), key=lambda s: s[0])
     what = OBJECTIVE_TEXT[objective].format(bs=batch)
+    points = f"{budget:g} point{'' if budget == 1 else 's'}"
     if not within:
-        return {"name": None, "why": f"no measured variant keeps its mAP loss within {budget:g} points (95 % bound)"}
+        return {"name": None, "why": f"no measured variant keeps its mAP loss within {points} (95 % bound)"}
     value, bound, chosen = within[0]
     kept = next((s.get("keep_float") for s in chosen.get("steps") or [] if s.get("kind") == "quantize"), None)
     blocks = f"keeps {', '.join(kept)} in float" if kept else "quantizes every block" if chosen.get("precision") != "fp32" \
         else "stays in float"
     why = (f"best {what} ({_show(value, objective)}) among the {len(within)} variants whose paired 95 % upper bound "
-           f"of mAP loss is within {budget:g} points; its bound is {bound:.2f} points; it {blocks}")
+           f"of mAP loss is within {points}; its bound is {bound:.2f} points; it {blocks}")
     ties = [v["name"] for other, _, v in within[1:] if _tie(chosen, v, objective, batch)]
     if ties:
         why += f"; not distinguishable on latency from {', '.join(ties)} (p50 intervals overlap)"

@@ -72,19 +72,19 @@ def attach_intervals(variants: list[dict], baseline_name: str, evaluate: Callabl
     they were computed. `evaluate(record)` gives a variant's per-image evaluation, or None without detections."""
     ok = [v for v in variants if v.get("status") == "ok"]
     evaluations = {v["name"]: evaluate(v) for v in ok}
-    images = {len(e.image_ids) for e in evaluations.values() if e is not None}
-    weights = resample_weights(images.pop(), resamples, seed) if len(images) == 1 else None
+    # one set of resamples for every variant (pairs them); none when variants were scored on different images
+    image_sets = {tuple(e.image_ids) for e in evaluations.values() if e is not None}
+    weights = resample_weights(len(next(iter(image_sets))), resamples, seed) if len(image_sets) == 1 else None
     maps = {name: bootstrap_maps(e, weights) for name, e in evaluations.items() if e is not None and weights is not None}
     baseline = next((v for v in ok if v["name"] == baseline_name), None)
     base_maps = maps.get(baseline_name)
-    same_images = {tuple(e.image_ids) for e in evaluations.values() if e is not None}
     for variant in ok:
         for record in (variant.get("latency") or {}).values():
             record.update(latency_intervals(record, confidence))
         mine = maps.get(variant["name"])
         result: dict = {"map": _rounded(interval(mine, confidence)) if mine is not None else None, "map_delta": None,
                         "speedup": {}}
-        if mine is not None and base_maps is not None and len(same_images) == 1:
+        if mine is not None and base_maps is not None:
             result["map_delta"] = _rounded(interval(mine - base_maps, confidence))
         for batch, record in (variant.get("latency") or {}).items():
             base_record = ((baseline or {}).get("latency") or {}).get(batch) or {}

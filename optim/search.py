@@ -13,11 +13,13 @@ bound of the mAP loss (the same image resamples for candidate and baseline), so 
 from __future__ import annotations
 
 import itertools
+import json
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from tqdm import tqdm
 
+from optim.errors import OptimError
 from optim.evaluation.bootstrap import RESAMPLES, PerImageEval, bootstrap_maps, interval, resample_weights
 from optim.report.sensitivity import BLOCKS, sensitivity_rows
 from optim.report.summary import latency_by_batch, measured
@@ -236,10 +238,6 @@ def _prune(pending: list[Candidate], done: list[tuple[Candidate, dict]], best: t
 def _load_sensitivity(search: SearchSpec) -> dict | None:
     if search.sensitivity is None:
         return None
-    import json
-
-    from optim.errors import OptimError
-
     try:
         return json.loads(search.sensitivity.read_text())
     except (OSError, json.JSONDecodeError) as error:

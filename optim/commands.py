@@ -23,6 +23,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "run": ("optim.run", "Run an experiment spec: every variant measured, the HTML report written."),
     "validate": ("optim.validate", "Check experiment and fine-tuning specs without running anything heavy."),
     "compare": ("optim.compare", "Gate a run on reference runs: exit 1 on a latency or accuracy regression."),
+    "sensitivity": ("optim.sensitivity", "Per DETR block, the mAP cost and latency gain of quantizing it alone."),
     "finetune": ("optim.finetune.__main__", "Train or fine-tune a DETR from a fine-tuning spec."),
     "evaluate": ("optim.evaluation.__main__", "COCO mAP of a zoo model or folder with PyTorch."),
     "schema": ("optim.schema", "Write the JSON Schemas of the specs (for editors)."),

@@ -6,6 +6,7 @@ import argparse
 from pathlib import Path
 
 from optim.cli import quiet_libraries, run_cli
+from optim.errors import OptimError
 from optim.preflight import check_experiment_paths
 from optim.spec import ExperimentSpec
 from optim.spec_loading import load_spec
@@ -24,6 +25,10 @@ def main(argv: list[str] | None = None, prog: str = "python -m optim.run") -> in
     if unknown:
         parser.error(f"--only names unknown variants {sorted(unknown)}")
 
+    if spec.search and spec.search.sensitivity and not spec.search.sensitivity.is_file():
+        raise OptimError("the search's sensitivity results do not exist", path=spec.search.sensitivity,
+                         field="search.sensitivity", fix="run python -m optim.sensitivity SPEC first (it writes "
+                         "<output_dir>/<name>-sensitivity/results.json), or remove the field")
     quiet_libraries()
     from optim.runner import run_experiment
 

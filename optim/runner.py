@@ -11,8 +11,10 @@ from tqdm import tqdm
 
 from optim.environment import environment
 from optim.eval_data import ExperimentData, detections_from_json, torch_threads
+from optim.evaluation.bootstrap import PerImageEval, per_image_eval
 from optim.finetune.common import seed_everything
 from optim.fingerprint import baseline_reference, run_fingerprint, variant_fingerprint
+from optim.intervals import INTERVAL_TEXT, attach_intervals
 from optim.latency import METHOD_TEXT
 from optim.machine_load import MACHINE_SPEED
 from optim.models.zoo import load_model
@@ -62,10 +64,12 @@ def _run_locked(spec: ExperimentSpec, out_dir: Path, store: ResultStore, resume:
     data.preload()  # a broken evaluation image stops the run here (exit 2), not inside every variant
     shared = run_fingerprint(spec, loaded, data, input_size)
     baseline_detections = baseline = None
-    records = []
+    records: list[dict] = []
     compressed: dict = {}  # models after shared prune/distill prefixes, reused across variants
-    variants = [v for v in ordered_variants(spec) if not only or v.name in only or v.name == spec.baseline_name]
-    for variant in tqdm(variants, desc=f"{spec.name}: variants", unit="variant"):
+
+    def measure_one(variant: VariantSpec) -> dict:
+        """Measure `variant` (or keep its stored record when resuming) and add it to the run's records."""
+        nonlocal baseline_detections, baseline
         resolved = variant.model_dump(mode="json")
         fingerprint = variant_fingerprint(shared, spec, variant, baseline)
         record, stale = store.finished(variant.name, fingerprint) if resume else (None, [])
@@ -85,7 +89,21 @@ def _run_locked(spec: ExperimentSpec, out_dir: Path, store: ResultStore, resume:
             if record["status"] == "ok":
                 baseline_detections = detections_from_json(record["detections"])
         records.append(record)
-    results = _assemble(spec, loaded, input_size, data, records, peaks)
+        return record
+
+    variants = [v for v in ordered_variants(spec) if not only or v.name in only or v.name == spec.baseline_name]
+    for variant in tqdm(variants, desc=f"{spec.name}: variants", unit="variant"):
+        measure_one(variant)
+    search = None
+    if spec.search is not None:
+        from optim.search import run_search
+
+        search = run_search(spec, records, measure_one, lambda record: _per_image(record, data))
+    tqdm.write("confidence intervals: bootstrap over images")
+    intervals = attach_intervals(records, spec.baseline_name, lambda record: _per_image(record, data), spec.seed)
+    results = _assemble(spec, loaded, input_size, data, records, peaks, intervals)
+    if search is not None:
+        results["search"] = search
     write_json_atomic(out_dir / "results.json", results)
     if spec.serving:  # reads the results.json just written: serving deploys what was measured
         from optim.serving.in_run import measure_serving
@@ -121,6 +139,13 @@ def _measure(variant: VariantSpec, spec: ExperimentSpec, data: ExperimentData, b
     return record
 
 
+def _per_image(record: dict, data: ExperimentData) -> PerImageEval | None:
+    """A variant's per-image COCO evaluation from its stored detections (None when none were kept)."""
+    if not record.get("detections"):
+        return None
+    return per_image_eval(data.eval_set.coco, detections_from_json(record["detections"]), data.label_map)
+
+
 def _print_summary(record: dict) -> None:
     if record["status"] != "ok":
         return
@@ -130,7 +155,7 @@ def _print_summary(record: dict) -> None:
 
 
 def _assemble(spec: ExperimentSpec, loaded, input_size, data: ExperimentData, records: list[dict],
-              peaks: dict[str, float]) -> dict:
+              peaks: dict[str, float], intervals: dict) -> dict:
     """results.json: spec, environment, how things were measured, the machine's matrix-product peaks, and every
     variant (detections left out) with its batch-1 share of the peak of its precision."""
     variants = [{k: v for k, v in r.items() if k != "detections"} for r in records]
@@ -151,7 +176,9 @@ def _assemble(spec: ExperimentSpec, loaded, input_size, data: ExperimentData, re
                         + " " + TIMING_TEXT.format(seconds=spec.latency.reference_seconds,
                                                    rounds=spec.latency.reference_rounds) + " " + PEAK_TEXT,
                         "accuracy": ACCURACY_TEXT.format(images=len(data.eval_set), split=spec.data.eval_split,
-                                                         calibration=spec.data.calibration_split)},
+                                                         calibration=spec.data.calibration_split),
+                        "intervals": INTERVAL_TEXT.format(**intervals)},
+        "intervals": intervals,
         "machine_peaks": peaks,
         "variants": variants,
     }

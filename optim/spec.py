@@ -279,6 +279,33 @@ class ServingSpec(StrictModel):
     start_timeout: float = Field(180.0, gt=0, le=3600, description="seconds for a server to come up")
 
 
+class SearchSpaceSpec(StrictModel):
+    """The candidates a search may try: every combination of these (the grid)."""
+
+    engines: list[EngineKind] = Field(default_factory=lambda: ["onnxruntime", "openvino"])
+    precisions: list[Precision] = Field(default_factory=lambda: ["fp32", "int8"])
+    keep_float: list[list[Block]] = Field(default_factory=lambda: [[]], description="sets of blocks left in float "
+                                          "(quantized candidates only); [] = quantize every block")
+    prune_ratios: list[Annotated[float, Field(ge=0, lt=1)]] = Field(default_factory=lambda: [0.0], description=""
+                                                                    "channel-pruning ratios; 0 = no pruning")
+    distill: list[bool] = Field(default_factory=lambda: [False], description="distill after pruning (on/off)")
+
+
+class SearchSpec(StrictModel):
+    """Find the fastest variant whose mAP loss stays within a budget (see docs/budget.md)."""
+
+    budget_points: float = Field(1.0, gt=0, le=100, description="upper bound of the paired-bootstrap 95 % interval "
+                                                                "of the mAP loss to the baseline, in points")
+    objective: Literal["latency", "throughput", "size"] = Field("latency", description="latency: p50 at the "
+                                                               "smallest batch size; throughput: at the largest; "
+                                                               "size: bytes on disk")
+    space: SearchSpaceSpec = SearchSpaceSpec()
+    max_candidates: int | None = Field(None, ge=1, description="stop after measuring this many candidates")
+    distill_steps: int = Field(200, ge=1, description="training steps of a distill candidate")
+    sensitivity: SpecPath | None = Field(None, description="results.json of a `python -m optim.sensitivity` run: which "
+                                                       "blocks to keep in float first")
+
+
 class ExperimentSpec(StrictModel):
     """A whole experiment: `python -m optim.run SPEC.yaml`."""
 
@@ -301,6 +328,8 @@ class ExperimentSpec(StrictModel):
     serving: ServingSpec | None = None
     scenarios: ScenariosSpec | None = Field(None, description="MLPerf scenarios with the multi-stream pipeline "
                                                               "(see the parallel inference guide)")
+    search: SearchSpec | None = Field(None, description="after the variants, search a space for the fastest "
+                                                        "variant within an mAP budget")
     output_dir: OutputDir = Path("reports")
 
     @model_validator(mode="after")

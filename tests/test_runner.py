@@ -66,6 +66,16 @@ def test_run_records_results_and_failures(first_run):
                                                                  "benchmark_app"]
     for record in timing.values():
         assert record["reference"]["reference_ms"] > 0 and record["reference"]["ratio"] > 0
+    # Every mAP, Δ mAP, p50 and speedup has a 95 % interval around it (1000 image resamples, the spec's seed).
+    assert results["intervals"] == {"confidence": 0.95, "resamples": 1000, "seed": 0, "images": 8}
+    for name in ("pytorch-fp32", "onnxruntime-int8", "openvino-fp32"):
+        intervals, accuracy = status[name]["intervals"], status[name]["accuracy"]
+        assert intervals["map"][0] - 1e-3 <= accuracy["map"] <= intervals["map"][1] + 1e-3
+        assert intervals["map_delta"][0] <= intervals["map_delta"][1] and set(intervals["speedup"]) == {"1", "2"}
+        for record in status[name]["latency"].values():
+            assert record["p50_ci_ms"][0] <= record["p50_ms"] <= record["p50_ci_ms"][1]
+    assert status["pytorch-fp32"]["intervals"]["map_delta"] == [0.0, 0.0]
+    assert "[95 % CI]" in (out / "index.html").read_text()
     assert set(results["machine_peaks"]) >= {"fp32", "int8"}
     assert 0 < status["onnxruntime-int8"]["peak_share"]["share"] < 1
     assert status["onnxruntime-int8"]["peak_share"]["peak_precision"] == "int8"

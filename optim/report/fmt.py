@@ -56,6 +56,17 @@ def delta_class(value: float | None) -> str:
     return "loss" if value > -1.0 else "loss-big"
 
 
+def bracket(pair: tuple[float, float] | None, digits: int = 1, signed: bool = False) -> str:
+    """An interval as "[56.9, 58.5]" (signed: "[−1.1, +0.3]"); empty when there is none."""
+    if pair is None:
+        return ""
+    if signed:
+        show = lambda v: ("+" if v > 0 else "−" if v < 0 else "±") + f"{abs(v):.{digits}f}"
+    else:
+        show = lambda v: f"{v:.{digits}f}"
+    return f"[{show(pair[0])}, {show(pair[1])}]"
+
+
 def times(value: float | None) -> str:
     """A speed ratio like 2.31×."""
     return DASH if value is None else f"{value:.2f}×"

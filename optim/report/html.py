@@ -24,18 +24,26 @@ from optim.report.agreement import agreement_context
 from optim.report.cells import Cell, Column
 from optim.report.fmt import DASH
 from optim.report.parallel import parallel_context
+from optim.report.search import deployment, loss_bound, search_context
+from optim.report.sensitivity import sensitivity_context
 from optim.report.serving_html import serving_section
 from optim.report.summary import (
     compare_batch,
+    contains,
+    delta_interval,
     delta_points,
     find_baseline,
     is_ok,
     latency_by_batch,
+    map_interval,
     map_of,
     measured,
+    overlapping_neighbours,
     p50,
+    p50_interval,
     pareto_frontier,
     speedup,
+    speedup_interval,
 )
 from optim.report.svg import latency_boxplots, stage_bars, stage_legend
 from optim.report.variant_html import anchor, variant_context
@@ -99,6 +107,38 @@ def _p99(row: RowContext) -> Cell:
     return _number(value, fmt.ms(value))
 
 
+NOT_DISTINGUISHABLE = "n.d."  # the interval contains "no difference": shown instead of a rank
+
+
+def _map_cell(row: RowContext) -> Cell:
+    return _number(map_of(row.variant), fmt.ap((row.variant.get("accuracy") or {}).get("map")), "strong",
+                   note=fmt.bracket(map_interval(row.variant)))
+
+
+def _delta_cell(row: RowContext) -> Cell:
+    delta, pair = delta_points(row.variant, row.baseline), delta_interval(row.variant)
+    if row.variant is row.baseline:
+        return _number(delta, fmt.signed_points(delta), "delta flat")
+    same = contains(pair, 0.0)
+    note = " ".join(filter(None, [fmt.bracket(pair, signed=True), NOT_DISTINGUISHABLE if same else ""]))
+    return _number(delta, fmt.signed_points(delta), "delta " + ("flat" if same else fmt.delta_class(delta)), note=note)
+
+
+def _p50_cell(row: RowContext) -> Cell:
+    value = p50(row.variant, row.batch)
+    digits = 2 if value is not None and value < 10 else 1
+    return _number(value, fmt.ms(value), "strong", note=fmt.bracket(p50_interval(row.variant, row.batch), digits))
+
+
+def _speedup_cell(row: RowContext) -> Cell:
+    ratio, pair = speedup(row.variant, row.baseline, row.batch), speedup_interval(row.variant, row.batch)
+    if row.variant is row.baseline:
+        return _number(ratio, fmt.times(ratio), "speed flat")
+    same = contains(pair, 1.0)
+    note = " ".join(filter(None, [fmt.bracket(pair, 2), NOT_DISTINGUISHABLE if same else ""]))
+    return _number(ratio, fmt.times(ratio), "speed " + ("flat" if same else _speed_css(ratio)), note=note)
+
+
 @dataclass(frozen=True)
 class SummaryColumn:
     """A figure column of the summary table: its header and how to compute its cell for a successful variant.
@@ -110,19 +150,15 @@ class SummaryColumn:
 
 # The summary table's figure columns, in order: adding a column to the report is one entry here.
 SUMMARY_COLUMNS = [
-    SummaryColumn(Column("mAP", "@[.5:.95]", "num"), lambda r: _number(
-        map_of(r.variant), fmt.ap((r.variant.get("accuracy") or {}).get("map")), "strong")),
-    SummaryColumn(Column("Δ mAP", "pts vs baseline", "num"), lambda r: _number(
-        d := delta_points(r.variant, r.baseline), fmt.signed_points(d), "delta " + fmt.delta_class(d))),
+    SummaryColumn(Column("mAP", "@[.5:.95] [95 % CI]", "num"), _map_cell),
+    SummaryColumn(Column("Δ mAP", "pts vs baseline [paired CI]", "num"), _delta_cell),
     SummaryColumn(Column("mAP", "@.5", "num"), lambda r: _number(
         map_of(r.variant, "map_50"), fmt.ap((r.variant.get("accuracy") or {}).get("map_50")))),
     SummaryColumn(Column("Fidelity", "", "num"), lambda r: _number(
         map_of(r.variant, "fidelity"), fmt.percent((r.variant.get("accuracy") or {}).get("fidelity")))),
-    SummaryColumn(Column("p50", "ms{bs}", "num"), lambda r: _number(
-        p := p50(r.variant, r.batch), fmt.ms(p), "strong")),
+    SummaryColumn(Column("p50", "ms{bs} [95 % CI]", "num"), _p50_cell),
     SummaryColumn(Column("p99", "ms{bs}", "num"), _p99),
-    SummaryColumn(Column("Speedup", "vs baseline p50", "num"), lambda r: _number(
-        s := speedup(r.variant, r.baseline, r.batch), fmt.times(s), "speed " + _speed_css(s))),
+    SummaryColumn(Column("Speedup", "vs baseline p50 [95 % CI]", "num"), _speedup_cell),
     SummaryColumn(Column("Throughput", "img/s, largest bs", "num"), _throughput),
     SummaryColumn(Column("Size", "MB on disk", "num"), lambda r: _number(
         s := measured(r.variant.get("model_size_bytes")), fmt.megabytes(s))),
@@ -172,19 +208,41 @@ def _kpis(results: dict, baseline: dict | None, batch: int | None) -> list[dict]
         fastest = max(faster, key=lambda v: speedup(v, baseline, batch))
         gain = lambda v: (f"{fmt.times(speedup(v, baseline, batch))} speedup · "
                           f"{fmt.signed_points(delta_points(v, baseline))} mAP pts")
-        cards.append({"label": "Fastest", "value": fastest.get("name"), "detail": gain(fastest)})
+        cards.append({"label": "Fastest", "value": fastest.get("name"), "detail": gain(fastest) + _tied(fastest, faster, batch)})
         # "within 1 point" needs a trained model: with random weights every mAP is noise
+        # with intervals, "within" means the paired 95 % upper bound of the loss, not the point estimate
         close = [v for v in faster if (d := delta_points(v, baseline)) is not None and d >= -CLOSE_POINTS
+                 and ((bound := loss_bound(v)) is None or bound <= CLOSE_POINTS)
                  and (results.get("model") or {}).get("trained") is not False]
         best = max(close, key=lambda v: speedup(v, baseline, batch)) if close else None
         if best is fastest:
             cards[-1]["label"] = f"Fastest, within {CLOSE_POINTS:g} mAP pt"
         elif best is not None:
             cards.append({"label": f"Fastest within {CLOSE_POINTS:g} mAP pt", "value": best.get("name"),
-                          "detail": gain(best)})
+                          "detail": gain(best) + _tied(best, close, batch)})
+    deploy = deployment(results)
+    if deploy is not None:
+        cards.insert(0, {"label": "Deploy", "value": deploy["name"] or "—", "detail": deploy["why"]})
     cards.append({"label": "Variants", "value": f"{len(ok)} measured",
                   "detail": f"{failed} failed" if failed else "none failed", "bad": bool(failed)})
     return cards
+
+
+def _tied(winner: dict, others: list[dict], batch: int | None) -> str:
+    """" · not distinguishable from A, B" when other variants' speedup intervals overlap the winner's."""
+    mine = speedup_interval(winner, batch)
+    tied = [v.get("name") for v in others if v is not winner and mine is not None
+            and (theirs := speedup_interval(v, batch)) is not None and theirs[0] <= mine[1] and mine[0] <= theirs[1]]
+    return f" · not distinguishable from {', '.join(tied)} (speedup intervals overlap)" if tied else ""
+
+
+def _ties(results: dict, batch: int | None) -> dict:
+    """Neighbours in p50 and in mAP whose intervals overlap: listed as not distinguishable, not ranked."""
+    ok = [v for v in results.get("variants", []) if is_ok(v)]
+    latency = [(v["name"], p, p50_interval(v, batch)) for v in ok if (p := p50(v, batch)) is not None]
+    accuracy = [(v["name"], m, map_interval(v)) for v in ok if (m := map_of(v)) is not None]
+    return {"latency": [" ≈ ".join(pair) for pair in overlapping_neighbours(latency)],
+            "accuracy": [" ≈ ".join(pair) for pair in overlapping_neighbours(accuracy)]}
 
 
 def _summary(results: dict, baseline: dict | None, batch: int | None, frontier: list[str]) -> dict:
@@ -203,7 +261,8 @@ def _summary(results: dict, baseline: dict | None, batch: int | None, frontier: 
             "cells": [] if failed else [column.cell(context) for column in SUMMARY_COLUMNS],
         })
     rows.sort(key=lambda row: row["failed"])  # failed variants last; order otherwise as run
-    return {"columns": columns, "rows": rows, "value_columns": len(SUMMARY_COLUMNS)}
+    return {"columns": columns, "rows": rows, "value_columns": len(SUMMARY_COLUMNS), "ties": _ties(results, batch),
+            "not_distinguishable": NOT_DISTINGUISHABLE}
 
 
 def _chart_data(results: dict, baseline: dict | None, batch: int | None) -> tuple[dict, list[str]]:
@@ -218,6 +277,8 @@ def _chart_data(results: dict, baseline: dict | None, batch: int | None) -> tupl
             "engine": str(variant.get("engine", "")), "precision": str(variant.get("precision", "")),
             "color": ENGINE_COLORS.get(variant.get("engine"), OTHER_COLOR),
             "p50": latency, "p99": measured(record.get("p99_ms")), "map": accuracy * 100,
+            "p50_ci": p50_interval(variant, batch), "map_ci": map_interval(variant),
+            "delta_ci": delta_interval(variant), "speedup_ci": speedup_interval(variant, batch),
             "map50": (m * 100 if (m := map_of(variant, "map_50")) is not None else None),
             "delta": delta_points(variant, baseline), "speedup": speedup(variant, baseline, batch),
             "size_mb": (s / 1e6 if (s := measured(variant.get("model_size_bytes"))) is not None else None),
@@ -288,6 +349,7 @@ def _method(results: dict) -> dict:
     measurement = results.get("measurement") or {}
     return {
         "latency": _paragraphs(measurement.get("latency")), "accuracy": _paragraphs(measurement.get("accuracy")),
+        "intervals": _paragraphs(measurement.get("intervals")),
         "timing": _machine_during_timing(results),
         "environment": list((results.get("environment") or {}).items()),
         "model": list((results.get("model") or {}).items()),
@@ -308,7 +370,8 @@ def render_report(results: dict, out_dir: Path | None = None) -> str:
         css=_asset("report.css"), js=_asset("report.js"), nav=NAV, header=_header(results, out_dir),
         kpis=_kpis(results, baseline, batch), has_baseline=baseline is not None,
         summary=_summary(results, baseline, batch, frontier), tradeoff=_tradeoff(data),
-        distributions=_distributions(results, batch), agreement=agreement_context(results), stages=stages,
+        distributions=_distributions(results, batch), agreement=agreement_context(results),
+        sensitivity=sensitivity_context(results), search=search_context(results), stages=stages,
         parallel=parallel_context(results),
         variants=[variant_context(i, v, baseline_name=results.get("baseline"), stage_scale_ms=scale, out_dir=out_dir)
                   for i, v in enumerate(variants)],

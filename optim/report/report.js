@@ -23,6 +23,15 @@
     return (value > 0 ? "+" : "−") + text;
   }
 
+  /* " [lo, hi]" for a 95 % interval, or nothing. */
+  function range(pair, digits) {
+    return pair ? " [" + fmt(pair[0], digits) + ", " + fmt(pair[1], digits) + "]" : "";
+  }
+
+  function signedRange(pair) {
+    return pair ? " [" + signed(pair[0]) + ", " + signed(pair[1]) + "]" : "";
+  }
+
   /* Round tick values covering [lo, hi] in 1-2-2.5-5 steps. */
   function niceTicks(lo, hi, count) {
     if (hi <= lo) hi = lo + 1;
@@ -111,9 +120,15 @@
       msg.textContent = "No successful variant has both accuracy and latency.";
       return;
     }
-    var latencies = points.map(function (p) { return p.p50; });
+    /* Axes cover the 95 % intervals too, so every error bar is drawn whole. */
+    var latencies = [], maps = [];
+    points.forEach(function (p) {
+      latencies.push(p.p50); maps.push(p.map);
+      if (p.p50_ci) latencies.push(p.p50_ci[0], p.p50_ci[1]);
+      if (p.map_ci) maps.push(p.map_ci[0], p.map_ci[1]);
+    });
     var xt = domain(latencies, 0.12, 0.05 * Math.max.apply(null, latencies), true, Infinity);
-    var yt = domain(points.map(function (p) { return p.map; }), 0.15, 0.5, false, 100);
+    var yt = domain(maps, 0.15, 0.5, false, 100);
     var x0 = xt[0], x1 = xt[xt.length - 1], y0 = yt[0], y1 = yt[yt.length - 1];
     var X = function (v) { return m.l + (v - x0) / (x1 - x0) * (W - m.l - m.r); };
     var Y = function (v) { return H - m.b - (v - y0) / (y1 - y0) * (H - m.t - m.b); };
@@ -160,6 +175,17 @@
     points.slice().sort(function (a, b) { return a.pareto - b.pareto; }).forEach(function (p) {
       var cx = X(p.p50), cy = Y(p.map);
       var g = el("g", { "class": "point-group", tabindex: "0" }, layer);
+      /* Error bars: the 95 % interval of p50 (horizontal) and of mAP (vertical), with end caps. */
+      if (p.p50_ci) {
+        var xa = X(p.p50_ci[0]), xb = X(p.p50_ci[1]);
+        el("path", { "class": "errbar", d: "M" + xa + "," + cy + " H" + xb + " M" + xa + "," + (cy - 4) + " V" + (cy + 4) +
+                     " M" + xb + "," + (cy - 4) + " V" + (cy + 4), stroke: p.color }, g);
+      }
+      if (p.map_ci) {
+        var ya = Y(p.map_ci[0]), yb = Y(p.map_ci[1]);
+        el("path", { "class": "errbar", d: "M" + cx + "," + ya + " V" + yb + " M" + (cx - 4) + "," + ya + " H" + (cx + 4) +
+                     " M" + (cx - 4) + "," + yb + " H" + (cx + 4), stroke: p.color }, g);
+      }
       if (p.baseline) el("circle", { "class": "baseline-ring", cx: cx, cy: cy, r: 12 }, g);
       var c = el("circle", { "class": "point" + (p.pareto ? " pareto" : "") + (p.baseline ? " baseline" : ""),
                              cx: cx, cy: cy, r: p.pareto ? 7 : 6, fill: p.color }, g);
@@ -185,9 +211,10 @@
       sub.className = "tip-sub";
       sub.textContent = p.engine + " · " + p.precision + (p.baseline ? " · baseline" : "") + (p.pareto ? " · Pareto" : "");
       tooltip.appendChild(sub);
-      [["mAP", fmt(p.map, 1)], ["Δ vs baseline", signed(p.delta) + " pts"], ["mAP@.5", fmt(p.map50, 1)],
-       ["p50", fmt(p.p50, 2) + " ms"], ["p99", fmt(p.p99, 2) + " ms"],
-       ["speedup", p.speedup === null ? "—" : fmt(p.speedup, 2) + "×"], ["size", fmt(p.size_mb, 1) + " MB"]
+      [["mAP", fmt(p.map, 1) + range(p.map_ci, 1)], ["Δ vs baseline", signed(p.delta) + " pts" + signedRange(p.delta_ci)],
+       ["mAP@.5", fmt(p.map50, 1)], ["p50", fmt(p.p50, 2) + " ms" + range(p.p50_ci, 2)], ["p99", fmt(p.p99, 2) + " ms"],
+       ["speedup", p.speedup === null ? "—" : fmt(p.speedup, 2) + "×" + range(p.speedup_ci, 2)],
+       ["size", fmt(p.size_mb, 1) + " MB"]
       ].forEach(function (row) {
         var line = document.createElement("div");
         var k = document.createElement("span"), v = document.createElement("span");

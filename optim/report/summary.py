@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Iterable
+from itertools import pairwise
 from typing import Any
 
 STAGES = ("preprocess", "backbone", "encoder", "decoder", "heads", "postprocess", "other", "runtime")
@@ -97,3 +98,45 @@ def pareto_frontier(points: Iterable[tuple[str, float, float]]) -> list[str]:
     ]
     front.sort(key=lambda p: (p[1], -p[2], p[0]))
     return [name for name, _, _ in front]
+
+
+def interval_pair(value: Any, scale: float = 1.0) -> tuple[float, float] | None:
+    """A stored [low, high] interval (signed) times `scale`, or None when missing or malformed."""
+    if not isinstance(value, (list, tuple)) or len(value) != 2:
+        return None
+    if not all(isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v) for v in value):
+        return None
+    return value[0] * scale, value[1] * scale
+
+
+def map_interval(variant: dict) -> tuple[float, float] | None:
+    """95 % bootstrap interval of mAP@[.5:.95], in points (0..100)."""
+    return interval_pair((variant.get("intervals") or {}).get("map"), 100.0)
+
+
+def delta_interval(variant: dict) -> tuple[float, float] | None:
+    """Paired-bootstrap interval of the mAP difference to the baseline, in points."""
+    return interval_pair((variant.get("intervals") or {}).get("map_delta"), 100.0)
+
+
+def p50_interval(variant: dict, batch: int | None) -> tuple[float, float] | None:
+    """Order-statistic interval of the median latency (ms) at `batch`."""
+    return None if batch is None else interval_pair(latency_by_batch(variant).get(batch, {}).get("p50_ci_ms"))
+
+
+def speedup_interval(variant: dict, batch: int | None) -> tuple[float, float] | None:
+    """Bootstrap interval of the speedup over the baseline at `batch`."""
+    speedups = (variant.get("intervals") or {}).get("speedup") or {}
+    return None if batch is None else interval_pair(speedups.get(str(batch)))
+
+
+def contains(pair: tuple[float, float] | None, value: float) -> bool:
+    """Whether an interval includes `value` (False when there is no interval)."""
+    return pair is not None and pair[0] <= value <= pair[1]
+
+
+def overlapping_neighbours(items: list[tuple[str, float, tuple[float, float] | None]]) -> list[tuple[str, str]]:
+    """Pairs of neighbours, after sorting (name, value, interval) by value, whose intervals overlap: the report
+    calls them not distinguishable rather than ranking them."""
+    ranked = sorted((i for i in items if i[2] is not None), key=lambda i: i[1])
+    return [(a[0], b[0]) for a, b in pairwise(ranked) if a[2][0] <= b[2][1] and b[2][0] <= a[2][1]]

@@ -10,7 +10,7 @@ from markupsafe import Markup
 from optim.report import fmt
 from optim.report.cells import Cell, Column, Table
 from optim.report.fmt import DASH
-from optim.report.summary import is_ok, latency_by_batch, measured
+from optim.report.summary import interval_pair, is_ok, latency_by_batch, map_interval, measured
 from optim.report.svg import stage_bars
 
 STEP_DETAILS = {  # the few fields that tell steps apart at a glance; the rest is in the spec JSON
@@ -21,14 +21,21 @@ STEP_DETAILS = {  # the few fields that tell steps apart at a glance; the rest i
 # The latency table: one column per entry (header, cell text of a batch's latency record).
 LATENCY_COLUMNS: list[tuple[Column, object]] = [
     (Column("batch"), lambda batch, r: batch),
-    (Column("p50 ms"), lambda batch, r: fmt.ms(r.get("p50_ms"))),
-    (Column("p90 ms"), lambda batch, r: fmt.ms(r.get("p90_ms"))),
-    (Column("p99 ms"), lambda batch, r: fmt.ms(r.get("p99_ms"))),
+    (Column("p50 ms"), lambda batch, r: _with_interval(r, "p50")),
+    (Column("p90 ms"), lambda batch, r: _with_interval(r, "p90")),
+    (Column("p99 ms"), lambda batch, r: _with_interval(r, "p99")),
     (Column("mean ± std ms"), lambda batch, r: f"{fmt.ms(r.get('mean_ms'))} ± {fmt.ms(r.get('std_ms'))}"),
     (Column("min ms"), lambda batch, r: fmt.ms(r.get("min_ms"))),
     (Column("images/s"), lambda batch, r: fmt.ms(r.get("throughput_ips"))),
     (Column("iterations"), lambda batch, r: r.get("iters", DASH)),
 ]
+def _with_interval(record: dict, name: str) -> str:
+    """A latency percentile with its 95 % interval, e.g. "4.04 [4.00, 4.24]"."""
+    value, pair = record.get(f"{name}_ms"), interval_pair(record.get(f"{name}_ci_ms"))
+    digits = 2 if (measured(value) or 0) < 10 else 1
+    return " ".join(filter(None, [fmt.ms(value), fmt.bracket(pair, digits)]))
+
+
 TOP_OP_COLUMNS = [Column("node"), Column("op"), Column("stage"), Column("ms"), Column("share"), Column("precision")]
 
 
@@ -49,7 +56,7 @@ def _steps(variant: dict) -> list[dict]:
 def _facts(variant: dict) -> list[tuple[str, object]]:
     accuracy = variant.get("accuracy") or {}
     return [
-        ("mAP@[.5:.95]", fmt.ap(accuracy.get("map"))), ("mAP@.5", fmt.ap(accuracy.get("map_50"))),
+        ("mAP@[.5:.95]", " ".join(filter(None, [fmt.ap(accuracy.get("map")), fmt.bracket(map_interval(variant))]))), ("mAP@.5", fmt.ap(accuracy.get("map_50"))),
         ("mAP@.75", fmt.ap(accuracy.get("map_75"))),
         ("mAP S / M / L", " / ".join(fmt.ap(accuracy.get(k)) for k in ("map_small", "map_medium", "map_large"))),
         ("fidelity", fmt.percent(accuracy.get("fidelity"))), ("eval images", accuracy.get("images", DASH)),

@@ -1,0 +1,98 @@
+"""Block sensitivity: the generated one-block variants, the heat table read from results, and an end-to-end run of
+`python -m optim.sensitivity` on a tiny DETR (PyTorch dynamic INT8, one block at a time)."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+import pytest
+
+from optim.report.html import render_report
+from optim.report.sensitivity import quantized_block, sensitivity_rows
+from optim.sensitivity import sensitivity_spec
+from optim.spec import ExperimentSpec
+
+SPEC = """
+name: sens
+model: tiny-detr-arch
+data: {{dataset: synthetic, root: {root}, eval_split: test, eval_images: 8, calibration_split: val, calibration_images: 4}}
+batch_sizes: [1]
+eval_batch_size: 4
+latency: {{warmup_iters: 1, min_iters: 3, max_iters: 10, max_seconds: 0.3, threads: 1, reference: false}}
+output_dir: {out}
+variants:
+  - name: fp32
+    engine: {{kind: pytorch}}
+  - name: int8
+    steps: [{{kind: quantize, method: torch_dynamic}}]
+    engine: {{kind: pytorch}}
+  - name: int8-keep-heads
+    steps: [{{kind: quantize, method: torch_dynamic, keep_float: [heads]}}]
+    engine: {{kind: pytorch}}
+  - name: bf16
+    steps: [{{kind: quantize, method: bf16}}]
+    engine: {{kind: openvino}}
+"""
+
+
+def _spec(tmp_path) -> ExperimentSpec:
+    import yaml
+
+    return ExperimentSpec.model_validate(yaml.safe_load(SPEC.format(root=tmp_path, out=tmp_path)))
+
+
+def test_one_block_variants(tmp_path):
+    derived = sensitivity_spec(_spec(tmp_path))
+    names = [v.name for v in derived.variants]
+    # the baseline, the float engine, the quantized variant and one variant per block; keep_float and bf16 skipped
+    assert names == ["fp32", "int8", "int8.only-backbone", "int8.only-encoder", "int8.only-decoder", "int8.only-heads"]
+    encoder = derived.variants[3].steps[-1]
+    assert encoder.keep_float == ["backbone", "decoder", "heads"] and encoder.method == "torch_dynamic"
+    assert derived.name == "sens-sensitivity" and derived.baseline == "fp32"
+    blocks = [quantized_block({"steps": [s.model_dump() for s in v.steps]}) for v in derived.variants]
+    assert blocks == [None, "all", "backbone", "encoder", "decoder", "heads"]
+
+
+def _variant(name: str, keep: list[str] | None, map_: float, p50: float, delta_ci) -> dict:
+    steps = [] if keep is None else [{"kind": "quantize", "method": "nncf", "keep_float": keep}]
+    return {"name": name, "status": "ok", "engine": "openvino", "precision": "fp32" if keep is None else "int8",
+            "steps": steps, "accuracy": {"map": map_}, "latency": {"1": {"p50_ms": p50}},
+            "intervals": {"map": [map_ - 0.01, map_ + 0.01], "map_delta": delta_ci, "speedup": {}}}
+
+
+def test_heat_table_from_results():
+    results = {"baseline": "fp32", "variants": [
+        _variant("fp32", None, 0.50, 10.0, [0, 0]),
+        _variant("q.only-backbone", ["encoder", "decoder", "heads"], 0.49, 8.0, [-0.02, -0.005]),
+        _variant("q.only-heads", ["backbone", "encoder", "decoder"], 0.499, 9.9, [-0.004, 0.002]),
+        _variant("q", [], 0.47, 5.0, [-0.04, -0.02]),
+    ]}
+    (row,) = sensitivity_rows(results)
+    assert row["key"] == "openvino · nncf" and row["reference"] == "fp32"
+    assert row["cells"]["backbone"]["delta"] == pytest.approx(-1.0) and row["cells"]["backbone"]["speedup"] == 1.25
+    assert row["cells"]["all"]["speedup"] == 2.0 and "encoder" not in row["cells"]
+    page = render_report(results)
+    assert 'id="sensitivity"' in page and "heat-2" in page  # backbone: 1 point lost
+    heads = page[page.index('title="q.only-heads"'):][:300]
+    assert "n.d." in heads and "heat-0" in page
+
+
+@pytest.mark.slow
+def test_sensitivity_command_end_to_end(tmp_path, tiny_dataset_root):
+    spec_path = tmp_path / "sens.yaml"
+    spec_path.write_text(SPEC.format(root=tiny_dataset_root, out=tmp_path / "reports"))
+    result = subprocess.run([sys.executable, "-m", "optim.sensitivity", str(spec_path), "--variants", "int8"],
+                            capture_output=True, text=True, timeout=600, check=False)
+    assert result.returncode == 0, result.stderr[-3000:]
+    out = tmp_path / "reports" / "sens-sensitivity"
+    results = json.loads((out / "results.json").read_text())
+    assert [v["status"] for v in results["variants"]] == ["ok"] * 6
+    (row,) = sensitivity_rows(results)
+    assert set(row["cells"]) == {"backbone", "encoder", "decoder", "heads", "all"}
+    assert all(cell["speedup"] > 0 and cell["delta_ci"] is not None for cell in row["cells"].values())
+    assert "Block sensitivity" in (out / "index.html").read_text()
+    bad = subprocess.run([sys.executable, "-m", "optim.sensitivity", str(spec_path), "--variants", "bf16"],
+                         capture_output=True, text=True, timeout=120, check=False)
+    assert bad.returncode == 2 and "no variant to analyse" in bad.stderr and "Traceback" not in bad.stderr

@@ -68,4 +68,3 @@ class Engine(ABC):
 
     def close(self) -> None:
         """Release sessions and memory."""
-

@@ -140,6 +140,7 @@ class OnnxRuntimeEngine(Engine):
         self.session = create_session(path, providers, context.threads)
         return BuildInfo(build_seconds=time.perf_counter() - start, artifact=path, notes=notes)
 
+    @staticmethod
     def _quantize(source: Path, output: Path, step: QuantizeStep, batches: list[np.ndarray],
                   target_gpu: bool) -> list[str]:
         """Apply the quantize step to the FP32 ONNX file; returns notes."""

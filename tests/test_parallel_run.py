@@ -17,7 +17,7 @@ name: scen
 model: synth-detr
 data: {{dataset: synthetic, root: {root}, eval_split: test, eval_images: 4, calibration_split: val, calibration_images: 4}}
 latency: {{warmup_iters: 1, min_iters: 3, max_iters: 10, max_seconds: 0.3, reference: false}}
-output_dir: {out}
+output_dir: reports
 variants:
   - name: openvino-fp32
     engine: {{kind: openvino}}
@@ -34,9 +34,9 @@ scenarios:
 @pytest.mark.slow
 def test_spec_scenarios_are_measured_and_reported(tmp_path, tiny_dataset_root):
     spec = tmp_path / "scen.yaml"
-    spec.write_text(SPEC.format(root=tiny_dataset_root, out=tmp_path / "reports"))
+    spec.write_text(SPEC.format(root=tiny_dataset_root))
     result = subprocess.run([sys.executable, "-m", "optim.run", str(spec)], capture_output=True, text=True,
-                            timeout=600, check=False)
+                            timeout=600, check=False, cwd=tmp_path)  # a spec's output_dir stays under the working folder
     assert result.returncode == 0, result.stderr[-3000:]
     out = tmp_path / "reports" / "scen"
     variant = json.loads((out / "results.json").read_text())["variants"][0]

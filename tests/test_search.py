@@ -114,7 +114,7 @@ data: {{dataset: synthetic, root: {root}, eval_split: test, eval_images: 8, cali
 batch_sizes: [1]
 eval_batch_size: 4
 latency: {{warmup_iters: 1, min_iters: 3, max_iters: 10, max_seconds: 0.3, threads: 1, reference: false}}
-output_dir: {out}
+output_dir: reports
 variants:
   - name: fp32
     engine: {{kind: pytorch}}
@@ -127,9 +127,9 @@ search:
 @pytest.mark.slow
 def test_search_end_to_end(tmp_path, tiny_dataset_root):
     spec_path = tmp_path / "searched.yaml"
-    spec_path.write_text(SPEC.format(root=tiny_dataset_root, out=tmp_path / "reports"))
+    spec_path.write_text(SPEC.format(root=tiny_dataset_root))
     result = subprocess.run([sys.executable, "-m", "optim.run", str(spec_path)], capture_output=True, text=True,
-                            timeout=600, check=False)
+                            timeout=600, check=False, cwd=tmp_path)
     assert result.returncode == 0, result.stderr[-3000:]
     out = tmp_path / "reports" / "searched"
     results = json.loads((out / "results.json").read_text())

@@ -21,7 +21,7 @@ data: {{dataset: synthetic, root: {root}, eval_split: test, eval_images: 8, cali
 batch_sizes: [1]
 eval_batch_size: 4
 latency: {{warmup_iters: 1, min_iters: 3, max_iters: 10, max_seconds: 0.3, threads: 1, reference: false}}
-output_dir: {out}
+output_dir: reports
 variants:
   - name: fp32
     engine: {{kind: pytorch}}
@@ -40,7 +40,7 @@ variants:
 def _spec(tmp_path) -> ExperimentSpec:
     import yaml
 
-    return ExperimentSpec.model_validate(yaml.safe_load(SPEC.format(root=tmp_path, out=tmp_path)))
+    return ExperimentSpec.model_validate(yaml.safe_load(SPEC.format(root=tmp_path)))
 
 
 def test_one_block_variants(tmp_path):
@@ -82,9 +82,9 @@ def test_heat_table_from_results():
 @pytest.mark.slow
 def test_sensitivity_command_end_to_end(tmp_path, tiny_dataset_root):
     spec_path = tmp_path / "sens.yaml"
-    spec_path.write_text(SPEC.format(root=tiny_dataset_root, out=tmp_path / "reports"))
+    spec_path.write_text(SPEC.format(root=tiny_dataset_root))
     result = subprocess.run([sys.executable, "-m", "optim.sensitivity", str(spec_path), "--variants", "int8"],
-                            capture_output=True, text=True, timeout=600, check=False)
+                            capture_output=True, text=True, timeout=600, check=False, cwd=tmp_path)
     assert result.returncode == 0, result.stderr[-3000:]
     out = tmp_path / "reports" / "sens-sensitivity"
     results = json.loads((out / "results.json").read_text())
@@ -94,5 +94,5 @@ def test_sensitivity_command_end_to_end(tmp_path, tiny_dataset_root):
     assert all(cell["speedup"] > 0 and cell["delta_ci"] is not None for cell in row["cells"].values())
     assert "Block sensitivity" in (out / "index.html").read_text()
     bad = subprocess.run([sys.executable, "-m", "optim.sensitivity", str(spec_path), "--variants", "bf16"],
-                         capture_output=True, text=True, timeout=120, check=False)
+                         capture_output=True, text=True, timeout=120, check=False, cwd=tmp_path)
     assert bad.returncode == 2 and "no variant to analyse" in bad.stderr and "Traceback" not in bad.stderr

@@ -176,7 +176,7 @@ def pad_batch(batch: np.ndarray, size: int) -> np.ndarray:
 def create_runner(engine, artifact: Path | None, input_size: tuple[int, int], settings: ParallelSettings) -> AsyncRunner:
     """The runner of `engine` (built) with `settings`."""
     if engine.kind == "openvino":
-        precision = (engine.reload_options() or {}).get("precision", "f32")
+        precision = engine.precision or "f32"
         return OpenVinoRunner(engine.ov_model, precision, input_size, settings)
     if engine.kind == "onnxruntime":
         return OnnxRuntimeRunner(artifact, settings)

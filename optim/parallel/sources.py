@@ -39,10 +39,10 @@ def encode_jpeg(image: Image.Image, quality: int = 90) -> bytes:
 
 def synthetic_clip(seed: int, frames: int = 16, size: int = 128) -> list[bytes]:
     """One synthetic street clip (the generator the shipped model was trained on), as JPEG frames."""
-    from optim.data.synthetic import SplitSpec, _render_clip
+    from optim.data.synthetic import SplitSpec, render_clip
 
     rng = np.random.default_rng(10_000 + seed)
-    return [encode_jpeg(image) for image, _ in _render_clip(rng, size, SplitSpec(clips=1, frames_per_clip=frames))]
+    return [encode_jpeg(image) for image, _ in render_clip(rng, size, SplitSpec(clips=1, frames_per_clip=frames))]
 
 
 def file_frames(path: Path) -> list[bytes]:

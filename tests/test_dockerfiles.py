@@ -15,6 +15,7 @@ DOCKERFILES = sorted(path for path in (ROOT / "docker").glob("Dockerfile.*") if 
 CONFIG = ROOT / ".hadolint.yaml"
 ENTRYPOINTS = {"Dockerfile.cpu": 'ENTRYPOINT ["python", "-m", "optim.run"]',
                "Dockerfile.gpu": 'ENTRYPOINT ["python", "-m", "optim.run"]',
+               "Dockerfile.parallel": 'ENTRYPOINT ["python", "-m", "optim.run"]',
                "Dockerfile.demo": 'ENTRYPOINT ["python", "-m", "optim.demo.gradio_app", "--host", "0.0.0.0"]'}
 
 

@@ -54,6 +54,13 @@ def weights_sha256(model) -> str:
     return digest.hexdigest()
 
 
+def model_identity(model) -> str:
+    """What a conversion of `model` depends on: its class, configuration and weights (hashes)."""
+    config = getattr(model, "config", None)
+    described = f"{type(model).__qualname__}:{config.to_json_string() if config is not None else ''}"
+    return f"{hashlib.sha256(described.encode()).hexdigest()}:{weights_sha256(model)}"
+
+
 def file_sha256(path: Path) -> str:
     digest = hashlib.sha256()
     with Path(path).open("rb") as handle:

@@ -2,16 +2,19 @@
 
 from __future__ import annotations
 
+import shutil
 from pathlib import Path
 
 import numpy as np
 import torch
 
 from optim.errors import OptimError
+from optim.fingerprint import model_identity
 
 OUTPUT_NAMES = ["logits", "pred_boxes"]
 # FP32 parity: ONNX Runtime reorders float reductions, so raw outputs agree only to ~1e-4.
 PARITY_ATOL = {"logits": 1e-3, "pred_boxes": 1e-4}
+_EXPORTED: dict[tuple, Path] = {}  # the last export: (model identity, input size, opset, device) -> its file
 
 
 class RawOutputs(torch.nn.Module):
@@ -27,15 +30,27 @@ class RawOutputs(torch.nn.Module):
 
 
 def export_onnx(model: torch.nn.Module, path: Path, input_size: tuple[int, int], opset: int = 17) -> Path:
-    """Write `model` to `path` as ONNX with input `pixel_values` (dynamic batch) and outputs logits/pred_boxes."""
+    """Write `model` to `path` as ONNX with input `pixel_values` (dynamic batch) and outputs logits/pred_boxes.
+    Variants of one run export the same float model: a second export of it copies the first file."""
     path.parent.mkdir(parents=True, exist_ok=True)
+    key = (model_identity(model), tuple(input_size), opset, str(next(model.parameters()).device))
+    earlier = _EXPORTED.get(key)
+    if earlier is not None and earlier.is_file() and earlier != path:
+        shutil.copyfile(earlier, path)
+        return path
+    _export(model, path, input_size, opset)
+    _EXPORTED.clear()
+    _EXPORTED[key] = path
+    return path
+
+
+def _export(model: torch.nn.Module, path: Path, input_size: tuple[int, int], opset: int) -> None:
     example = torch.zeros(1, 3, *input_size, device=next(model.parameters()).device)  # CUDA for quantized models
     with torch.no_grad():
         torch.onnx.export(RawOutputs(model.eval()), (example,), str(path), input_names=["pixel_values"],
                           output_names=OUTPUT_NAMES, opset_version=opset, dynamo=False,
                           dynamic_axes={"pixel_values": {0: "batch"}, "logits": {0: "batch"},
                                         "pred_boxes": {0: "batch"}})
-    return path
 
 
 def load_onnx_checked(path: Path):

@@ -13,12 +13,15 @@ import numpy as np
 from optim.engines.base import BuildContext, BuildInfo, Engine
 from optim.engines.onnx_export import OUTPUT_NAMES, PARITY_ATOL, RawOutputs, export_onnx, max_abs_diff, torch_outputs
 from optim.errors import MissingExtraError, OptimError
+from optim.fingerprint import model_identity
 from optim.spec import QuantizeStep
 
 # The layers that do the arithmetic; their runtime precision tells whether a quantization really ran.
 COMPUTE_LAYER_TYPES = ("Convolution", "FullyConnected", "MatMul")
 # quantize.method -> (OpenVINO inference precision, the CPU capability it needs)
 FLOAT_CASTS = {"fp16": ("f16", "FP16"), "bf16": ("bf16", "BF16")}
+# The last float model converted from PyTorch, keyed by the model's identity and the input size.
+_CONVERTED: dict[tuple, object] = {}
 
 
 def _import_openvino():
@@ -47,8 +50,9 @@ def executed_precisions(compiled_model, layer_types: Collection[str] | None = CO
 
 
 class OpenVinoEngine(Engine):
-    """OpenVINO CPU plugin. Public after build: `ov_model` (dynamic batch), `compiled` (that model compiled, for
-    its runtime precisions) and `request_for(shape)` (the request `infer` uses for an input shape).
+    """OpenVINO CPU plugin. Public after build: `ov_model` (dynamic batch), `compiled` (the batch-1 model as
+    `infer` runs it, for its properties and runtime precisions) and `request_for(shape)` (the request `infer`
+    uses for an input shape).
 
     Set `enable_perf_counters = True` before `build` to compile with PERF_COUNT, so that
     `request_for(shape).get_profiling_info()` gives per-layer times (it slows inference: never time with it)."""
@@ -59,7 +63,6 @@ class OpenVinoEngine(Engine):
         super().__init__(spec)
         self.enable_perf_counters = False
         self.ov_model = None
-        self.compiled = None
         self._core = None
         self._compile_config: dict = {}
         self._requests: dict[tuple[int, ...], object] = {}  # input shape -> request of the static-shape model
@@ -85,7 +88,6 @@ class OpenVinoEngine(Engine):
         ov.save_model(ov_model, str(artifact), compress_to_fp16=False)
         self.ov_model = ov_model
         self._core, self._compile_config = core, self._config(ov, precision, context.threads)
-        self.compiled = core.compile_model(ov_model, "CPU", self._compile_config)
         self._check_precision_applied(precision, method)
         self.precision = precision
         notes.append(f"inference precision {precision}; compute layers by runtime precision: "
@@ -112,7 +114,6 @@ class OpenVinoEngine(Engine):
             raise OptimError(f"OpenVINO cannot read the IR ({error})", path=artifact,
                              fix="delete the variant's artifacts folder and run the experiment again") from error
         self._core, self._compile_config, self.precision = core, self._config(ov, precision, threads), precision
-        self.compiled = core.compile_model(self.ov_model, "CPU", self._compile_config)
         self._check_precision_applied(precision, quantize.method if quantize else None)
 
     def _convert(self, ov, model, context: BuildContext):
@@ -122,15 +123,19 @@ class OpenVinoEngine(Engine):
         if self.spec.openvino_source == "onnx":
             onnx_path = export_onnx(model, context.workdir / "model.onnx", context.input_size, self.spec.opset)
             return ov.convert_model(str(onnx_path))
-        import torch
+        key = (model_identity(model), tuple(context.input_size))
+        if key not in _CONVERTED:  # variants of one run share the float model: convert it once
+            import torch
 
-        example = torch.zeros(1, 3, *context.input_size)
-        with torch.no_grad():
-            ov_model = ov.convert_model(RawOutputs(model.eval()), example_input=example,
-                                        input=[ov.PartialShape([-1, 3, *context.input_size])])
-        for output, name in zip(ov_model.outputs, OUTPUT_NAMES):
-            output.get_tensor().set_names({name})
-        return ov_model
+            example = torch.zeros(1, 3, *context.input_size)
+            with torch.no_grad():
+                ov_model = ov.convert_model(RawOutputs(model.eval()), example_input=example,
+                                            input=[ov.PartialShape([-1, 3, *context.input_size])])
+            for output, name in zip(ov_model.outputs, OUTPUT_NAMES):
+                output.get_tensor().set_names({name})
+            _CONVERTED.clear()  # keep one model: a run converts one float model (per prune/distill prefix)
+            _CONVERTED[key] = ov_model
+        return _CONVERTED[key].clone()  # NNCF and reshape work on a copy
 
     def _check_parity(self, model, context: BuildContext, strict: bool) -> str:
         """Max |OpenVINO - PyTorch| on a calibration image; beyond PARITY_ATOL raises OptimError when `strict`
@@ -186,6 +191,12 @@ class OpenVinoEngine(Engine):
                              f"{precision}", field="method",
                              fix=f"this CPU cannot run {method or 'fp32'} in OpenVINO: drop this variant")
 
+    @property
+    def compiled(self):
+        """The model compiled for one image (compiled on first use; `infer` runs it at batch 1)."""
+        shape = self.ov_model.inputs[0].get_partial_shape()
+        return self.request_for((1, *(dim.get_length() for dim in list(shape)[1:]))).get_compiled_model()
+
     def infer(self, pixel_values: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """DETR's raw outputs for one batch: the input is written into the request's own input buffer, the
         request runs without building Python result objects (`start_async` + `wait`, the C++ call
@@ -210,6 +221,5 @@ class OpenVinoEngine(Engine):
         return self._requests[shape]
 
     def close(self) -> None:
-        self.compiled = None
         self.ov_model = None
         self._requests = {}

@@ -10,6 +10,7 @@ from pathlib import Path
 import numpy as np
 
 from optim.errors import OptimError
+from optim.machine_load import MACHINE_SPEED
 from optim.spec import EngineSpec, LatencySpec, QuantizeStep
 
 STARTUP_SECONDS = 120  # imports, artifact load and compile, speed-probe calibration: generous for a 1-s model
@@ -36,7 +37,8 @@ def measure_in_subprocess(engine: EngineSpec, artifact: Path, quantize: Quantize
         np.save(paths[str(batch_size)], np.ascontiguousarray(batch, dtype=np.float32))
     request = {"engine": engine.model_dump(mode="json"), "artifact": str(artifact),
                "quantize": quantize.model_dump(mode="json") if quantize else None,
-               "inputs": paths, "latency": latency.model_dump(mode="json"), "threads": latency.threads}
+               "inputs": paths, "latency": latency.model_dump(mode="json"), "threads": latency.threads,
+               "fastest_probe_ms": MACHINE_SPEED.fastest_ms}
     request_path, result_path = workdir / "timing_request.json", workdir / "timing_result.json"
     request_path.write_text(json.dumps(request, indent=1))
     result_path.unlink(missing_ok=True)

@@ -40,7 +40,7 @@ def _keep_float_name(value: str) -> str:
     if not re.fullmatch(KEEP_FLOAT_NAME, value):
         raise ValueError(f"'{value}' is not a DETR block or unit; use a block (backbone, encoder, decoder, heads) or "
                          "a unit: backbone.stem, backbone.stage1.., backbone.projection, encoder.layer0.., "
-                         "decoder.layer0.., heads.class, heads.box (see docs/compress.md)")
+                         "decoder.layer0.., heads.class, heads.box (see docs/budget.md)")
     return value
 
 

@@ -17,6 +17,7 @@ from optim.engines.onnx_export import RawOutputs, export_onnx
 from optim.errors import OptimError
 from optim.models.blocks import (
     BLOCKS,
+    block_of_module,
     block_of_node,
     check_keep_float,
     module_units,
@@ -73,7 +74,7 @@ def _check_partition(units: dict[str, str | None], blocks: dict[str, str | None]
 def test_module_units(synth):
     units = module_units(synth)
     linear = {name for name, module in synth.named_modules() if isinstance(module, (torch.nn.Linear, torch.nn.Conv2d))}
-    _check_partition(units, {name: block_of_node(name) for name in units}, linear)
+    _check_partition(units, {name: block_of_module(name) for name in units}, linear)
     assert units["model.backbone.model.encoder.stages.0.layers.0.layer.0.convolution"] == "backbone.stage1"
     assert units["model.input_projection"] == "backbone.projection"
     assert units["model.decoder.layernorm"] == "decoder.layer2"  # the final LayerNorm: the last layer's

@@ -17,6 +17,7 @@ from optim.fingerprint import baseline_reference, run_fingerprint, variant_finge
 from optim.intervals import INTERVAL_TEXT, attach_intervals
 from optim.latency import METHOD_TEXT
 from optim.machine_load import MACHINE_SPEED
+from optim.models.blocks import check_keep_float
 from optim.models.zoo import load_model
 from optim.results import ResultStore, disk_full_is_an_error, safe_child, write_json_atomic
 from optim.spec import ExperimentSpec, VariantSpec
@@ -60,6 +61,7 @@ def _run_locked(spec: ExperimentSpec, out_dir: Path, store: ResultStore, resume:
     if not loaded.trained and loaded.model.config.num_labels != classes:
         seed_everything(spec.seed)  # random weights anyway: size the head to the data set, so detections score
         loaded = load_model(spec.model, num_labels=classes, trust_remote_code=spec.trust_remote_code)
+    check_keep_float(spec.all_variants(), loaded.model)  # a unit the model lacks: exit 2 before measuring
     data.use_labels_of(loaded.model, f"model '{spec.model}'")
     data.preload()  # a broken evaluation image stops the run here (exit 2), not inside every variant
     shared = run_fingerprint(spec, loaded, data, input_size)

@@ -1,9 +1,11 @@
-"""python -m optim.sensitivity SPEC.yaml — per DETR block, what quantizing it costs in mAP and gains in latency.
+"""python -m optim.sensitivity SPEC.yaml — per DETR unit or block, what quantizing it costs in mAP and gains in latency.
 
 For every quantized variant of the spec (an engine and a quantizer that can keep blocks in float), measure it with
-one block quantized at a time (keep_float = every other block) beside the spec's baseline, that variant itself
-(all blocks) and the same engine in float. The variants run as one experiment `<name>-sensitivity` (resumable,
-same report, with a heat table); variants already measured in the spec's own run are reused, not re-timed.
+one unit quantized at a time (keep_float = every other unit; `--granularity layers`: the backbone's stem, stages
+and projection, each encoder and decoder layer, each head; `--granularity blocks`: backbone, encoder, decoder,
+heads) beside the spec's baseline, that variant itself (everything quantized) and the same engine in float. The
+variants run as one experiment `<name>-sensitivity` (resumable, same report, with a heat table); variants already
+measured in the spec's own run are reused, not re-timed.
 """
 
 from __future__ import annotations
@@ -14,7 +16,7 @@ from pathlib import Path
 
 from optim.cli import quiet_libraries, run_cli
 from optim.errors import OptimError
-from optim.report.sensitivity import BLOCKS
+from optim.models.blocks import BLOCKS, pruned_units
 from optim.results import ResultStore, safe_child
 from optim.spec import ExperimentSpec, QuantizeStep, VariantSpec
 from optim.spec_loading import load_spec
@@ -22,17 +24,30 @@ from optim.spec_loading import load_spec
 KEEP_FLOAT_METHODS = {"torch_dynamic", "ort_static", "ort_dynamic", "nncf"}  # quantizers that honour keep_float
 
 
-def one_block_variants(variant: VariantSpec) -> list[VariantSpec]:
-    """`variant` with only one block quantized, per block, named `<variant>.only-<block>`."""
+def model_units(spec: ExperimentSpec) -> list[str]:
+    """The units (`optim.models.blocks`) of the spec's model, in data-flow order."""
+    from optim.models.blocks import module_units, sorted_units
+    from optim.models.zoo import load_model
+
+    loaded = load_model(spec.model, trust_remote_code=spec.trust_remote_code,
+                        allow_missing_weights=spec.allow_missing_weights)
+    return sorted_units(module_units(loaded.model).values())
+
+
+def one_unit_variants(variant: VariantSpec, units: list[str] | tuple[str, ...] = BLOCKS) -> list[VariantSpec]:
+    """`variant` with only one unit (or block) quantized, per unit, named `<variant>.only-<unit>`: keep_float
+    lists every other one."""
     step = variant.steps[-1]
     return [variant.model_copy(update={
-        "name": f"{variant.name}.only-{block}",
-        "steps": [*variant.steps[:-1], step.model_copy(update={"keep_float": [b for b in BLOCKS if b != block]})]})
-        for block in BLOCKS]
+        "name": f"{variant.name}.only-{unit}",
+        "steps": [*variant.steps[:-1], step.model_copy(update={"keep_float": [u for u in units if u != unit]})]})
+        for unit in units]
 
 
-def sensitivity_spec(spec: ExperimentSpec, only: list[str] | None = None) -> ExperimentSpec:
-    """The experiment measuring every block of every chosen quantized variant (all of them by default)."""
+def sensitivity_spec(spec: ExperimentSpec, only: list[str] | None = None,
+                     units: list[str] | None = None) -> ExperimentSpec:
+    """The experiment measuring every block of every chosen quantized variant (all of them by default), or
+    every one of `units` (the model's, see `model_units`) when given."""
     variants = spec.all_variants()
     quantized = [v for v in variants if v.steps and isinstance(v.steps[-1], QuantizeStep)
                  and v.steps[-1].method in KEEP_FLOAT_METHODS and not v.steps[-1].keep_float
@@ -46,7 +61,8 @@ def sensitivity_spec(spec: ExperimentSpec, only: list[str] | None = None) -> Exp
     chosen = {v.name: v for v in [next(v for v in variants if v.name == spec.baseline_name), *floats]}
     for variant in quantized:
         chosen[variant.name] = variant
-        chosen.update({v.name: v for v in one_block_variants(variant)})
+        chosen.update({v.name: v for v in one_unit_variants(variant, pruned_units(units, variant.steps) if units
+                                                             else BLOCKS)})
     return spec.model_copy(update={"name": f"{spec.name}-sensitivity", "baseline": spec.baseline_name,
                                    "variants": list(chosen.values()), "matrix": None})
 
@@ -69,12 +85,15 @@ def main(argv: list[str] | None = None, prog: str = "python -m optim.sensitivity
     parser = argparse.ArgumentParser(prog=prog, description=__doc__.split("\n\n")[0])
     parser.add_argument("spec", type=Path, help="experiment spec (YAML)")
     parser.add_argument("--variants", nargs="+", metavar="VARIANT", help="analyse only these quantized variants")
+    parser.add_argument("--granularity", choices=["layers", "blocks"], default="layers",
+                        help="quantize one unit at a time (backbone stem/stages/projection, each encoder and "
+                             "decoder layer, each head; default) or one block (backbone, encoder, decoder, heads)")
     parser.add_argument("--out", type=Path, help="output folder (default: <output_dir>/<name>-sensitivity)")
     parser.add_argument("--reuse", type=Path, help="the spec's own run folder to reuse measured variants from "
                                                    "(default: <output_dir>/<name>)")
     args = parser.parse_args(argv)
     spec = load_spec(args.spec, ExperimentSpec, defaults={"name": args.spec.stem})
-    derived = sensitivity_spec(spec, args.variants)
+    derived = sensitivity_spec(spec, args.variants, model_units(spec) if args.granularity == "layers" else None)
     out = args.out or safe_child(spec.output_dir, derived.name)
     reused = reuse_measured(args.reuse or safe_child(spec.output_dir, spec.name), out,
                             [v.name for v in derived.variants])

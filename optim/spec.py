@@ -8,10 +8,11 @@ happen later, just before a variant runs (`optim.engines.registry.check_availabl
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 from typing import Annotated, Literal
 
-from pydantic import Field, model_validator
+from pydantic import AfterValidator, Field, WithJsonSchema, model_validator
 
 from optim.spec_types import (
     BatchSize,
@@ -29,6 +30,22 @@ from optim.spec_types import (
 EngineKind = Literal["pytorch", "torch_compile", "onnxruntime", "openvino", "tensorrt", "torch_tensorrt"]
 Precision = Literal["fp32", "fp16", "bf16", "int8"]
 Block = Literal["backbone", "encoder", "decoder", "heads"]
+# keep_float names: a block, or one of its units (optim.models.blocks; which exist depends on the model).
+KEEP_FLOAT_NAME = (r"(?:backbone|encoder|decoder|heads|backbone\.(?:stem|projection|stage[1-9][0-9]*)"
+                   r"|(?:encoder|decoder)\.layer(?:0|[1-9][0-9]*)|heads\.(?:class|box))")
+WHOLE_BLOCK_METHODS = {"inc", "modelopt_int8", "modelopt_fp8"}  # keep whole blocks only
+
+
+def _keep_float_name(value: str) -> str:
+    if not re.fullmatch(KEEP_FLOAT_NAME, value):
+        raise ValueError(f"'{value}' is not a DETR block or unit; use a block (backbone, encoder, decoder, heads) or "
+                         "a unit: backbone.stem, backbone.stage1.., backbone.projection, encoder.layer0.., "
+                         "decoder.layer0.., heads.class, heads.box (see docs/budget.md)")
+    return value
+
+
+KeepFloatName = Annotated[str, AfterValidator(_keep_float_name),
+                          WithJsonSchema({"type": "string", "pattern": f"^{KEEP_FLOAT_NAME}$"})]
 
 GPU_ENGINES = {"tensorrt", "torch_tensorrt"}
 MAX_BATCH_BYTES = 8 << 30  # one float32 input batch; beyond it a run would swap or be killed before it measures
@@ -146,10 +163,20 @@ class QuantizeStep(StrictModel):
                     "modelopt_int8", "modelopt_fp8"]
     per_channel: bool = True
     calibration: Literal["minmax", "entropy", "percentile"] = "minmax"
-    keep_float: list[Block] = Field(default_factory=list, description="DETR blocks left in float")
+    keep_float: list[KeepFloatName] = Field(default_factory=list, description="DETR blocks (backbone, encoder, "
+                                            "decoder, heads) or units (encoder.layer0, backbone.stage2, heads.box, "
+                                            "...) left in float")
     ignored_scope: list[str] = Field(default_factory=list, description="NNCF: node-name patterns (regex) to skip")
     accuracy_tolerance: float = Field(0.01, ge=0, le=1, description="INC: allowed relative mAP drop")
     max_trials: int = Field(10, ge=1, le=200, description="INC: tuning trials")
+
+    @model_validator(mode="after")
+    def _whole_blocks(self) -> QuantizeStep:
+        units = [name for name in self.keep_float if "." in name]
+        if units and self.method in WHOLE_BLOCK_METHODS:
+            raise ValueError(f"keep_float: {self.method} keeps whole blocks in float, not units ({', '.join(units)}); "
+                             "use backbone, encoder, decoder or heads")
+        return self
 
 
 class PruneStep(StrictModel):

@@ -1,5 +1,5 @@
-"""Block sensitivity: the generated one-block variants, the heat table read from results, and an end-to-end run of
-`python -m optim.sensitivity` on a tiny DETR (PyTorch dynamic INT8, one block at a time)."""
+"""Sensitivity: the generated one-block and one-unit variants, the heat table read from results, and an end-to-end
+run of `python -m optim.sensitivity` on a tiny DETR (PyTorch dynamic INT8, one unit at a time)."""
 
 from __future__ import annotations
 
@@ -10,8 +10,8 @@ import sys
 import pytest
 
 from optim.report.html import render_report
-from optim.report.sensitivity import quantized_block, sensitivity_rows
-from optim.sensitivity import sensitivity_spec
+from optim.report.sensitivity import quantized_unit, sensitivity_context, sensitivity_rows
+from optim.sensitivity import model_units, sensitivity_spec
 from optim.spec import ExperimentSpec
 
 SPEC = """
@@ -51,8 +51,23 @@ def test_one_block_variants(tmp_path):
     encoder = derived.variants[3].steps[-1]
     assert encoder.keep_float == ["backbone", "decoder", "heads"] and encoder.method == "torch_dynamic"
     assert derived.name == "sens-sensitivity" and derived.baseline == "fp32"
-    blocks = [quantized_block({"steps": [s.model_dump() for s in v.steps]}) for v in derived.variants]
+    blocks = [quantized_unit({"steps": [s.model_dump() for s in v.steps]}) for v in derived.variants]
     assert blocks == [None, "all", "backbone", "encoder", "decoder", "heads"]
+
+
+def test_one_unit_variants(tmp_path):
+    spec = _spec(tmp_path)
+    units = model_units(spec)
+    assert units == ["backbone.stem", "backbone.stage1", "backbone.stage2", "backbone.projection", "encoder.layer0",
+                     "decoder.layer0", "heads.class", "heads.box"]  # tiny-detr: 2 stages, 1 layer each
+    derived = sensitivity_spec(spec, ["int8"], units)
+    names = [v.name for v in derived.variants]
+    assert names == ["fp32", "int8", *[f"int8.only-{unit}" for unit in units]]
+    stage2 = derived.variants[4].steps[-1]
+    assert stage2.keep_float == [u for u in units if u != "backbone.stage2"] and stage2.method == "torch_dynamic"
+    variants = [{"steps": [s.model_dump() for s in v.steps]} for v in derived.variants]
+    every = {name for v in derived.variants[2:] for name in v.steps[-1].keep_float}
+    assert [quantized_unit(v, every) for v in variants] == [None, "all", *units]
 
 
 def _variant(name: str, keep: list[str] | None, map_: float, p50: float, delta_ci) -> dict:
@@ -88,11 +103,20 @@ def test_sensitivity_command_end_to_end(tmp_path, tiny_dataset_root):
     assert result.returncode == 0, result.stderr[-3000:]
     out = tmp_path / "reports" / "sens-sensitivity"
     results = json.loads((out / "results.json").read_text())
-    assert [v["status"] for v in results["variants"]] == ["ok"] * 6
+    assert [v["status"] for v in results["variants"]] == ["ok"] * 10
     (row,) = sensitivity_rows(results)
-    assert set(row["cells"]) == {"backbone", "encoder", "decoder", "heads", "all"}
+    units = ["backbone.stem", "backbone.stage1", "backbone.stage2", "backbone.projection", "encoder.layer0",
+             "decoder.layer0", "heads.class", "heads.box"]
+    assert list(row["cells"]) == ["all", *units]
     assert all(cell["speedup"] > 0 and cell["delta_ci"] is not None for cell in row["cells"].values())
-    assert "Block sensitivity" in (out / "index.html").read_text()
+    # tiny-detr's Linear layers: the stem, stages and projection are convolutions, which dynamic INT8 leaves
+    # float, so quantizing them alone changes nothing
+    assert all(row["cells"][unit]["delta"] == 0 for unit in units[:4])
+    assert sensitivity_context(results)["columns"] == [*units, "all"]
+    page = (out / "index.html").read_text()
+    table = page[page.index('id="sensitivity"'):][:6000]
+    assert "Layer sensitivity" in table and '<th colspan="4">backbone</th>' in table and ">stage2</th>" in table
+    assert '<th colspan="2">heads</th>' in table and 'title="int8.only-decoder.layer0"' in table
     bad = subprocess.run([sys.executable, "-m", "optim.sensitivity", str(spec_path), "--variants", "bf16"],
                          capture_output=True, text=True, timeout=120, check=False, cwd=tmp_path)
     assert bad.returncode == 2 and "no variant to analyse" in bad.stderr and "Traceback" not in bad.stderr

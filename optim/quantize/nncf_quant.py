@@ -7,36 +7,46 @@ from collections.abc import Iterable
 import numpy as np
 
 from optim.errors import MissingExtraError, OptimError
-from optim.models.blocks import block_of_node
+from optim.models.blocks import node_units, resolve_keep_float, unit_order
 from optim.spec import QuantizeStep
 
 _UNNAMED_SKIP = {"Parameter", "Constant", "Result"}
+# Ops the frontend renames after a model output: on DETR-R50 the classifier's MatMul becomes `logits`.
+_OUTPUT_UNITS = {"logits": "heads.class"}
+
+
+def node_units_of(ov_model) -> dict[str, str | None]:
+    """The DETR unit (`optim.models.blocks`) of every op of an OpenVINO model, from our ONNX export or
+    straight from PyTorch.
+
+    Ops keep the module path in their names (`/model/model/decoder/layers.0/fc1/MatMul`), except those the
+    frontend creates while fusing (`MVN_960` from a LayerNorm, `Transpose_5323`) or renames after an output
+    (`logits`, the classifier's); any other such op takes the unit of its named inputs when they lie in one
+    block (the latest unit when several, so a fused LayerNorm belongs to the layer that feeds it)."""
+    ops = ov_model.get_ordered_ops()
+    units = node_units(op.get_friendly_name() for op in ops)
+    for op in ops:
+        name = op.get_friendly_name()
+        if op.get_type_name() != "Result" and name in _OUTPUT_UNITS:
+            units[name] = _OUTPUT_UNITS[name]
+        if units[name] is None and op.get_type_name() not in _UNNAMED_SKIP:
+            parents = {units.get(port.get_source_output().get_node().get_friendly_name()) for port in op.inputs()}
+            parents.discard(None)
+            if len({unit.split(".")[0] for unit in parents}) == 1:
+                units[name] = max(parents, key=unit_order)
+    return units
 
 
 def node_blocks(ov_model) -> dict[str, str | None]:
-    """The DETR block of every op of an OpenVINO model converted from our ONNX export.
-
-    Ops keep their ONNX names (`/model/model/decoder/layers.0/fc1/MatMul`), except those the frontend
-    creates while fusing (`MVN_960` from a LayerNorm, `Transpose_5323`) or renames after an output
-    (`logits`); such an op takes the block its named inputs agree on, so a fused LayerNorm belongs
-    to the layer that feeds it."""
-    blocks: dict[str, str | None] = {}
-    for op in ov_model.get_ordered_ops():
-        name = op.get_friendly_name()
-        block = block_of_node(name)
-        if block is None and op.get_type_name() not in _UNNAMED_SKIP:
-            parents = {blocks.get(port.get_source_output().get_node().get_friendly_name()) for port in op.inputs()}
-            parents.discard(None)
-            if len(parents) == 1:
-                block = parents.pop()
-        blocks[name] = block
-    return blocks
+    """The DETR block of every op of an OpenVINO model (see `node_units_of`)."""
+    return {name: unit.split(".")[0] if unit else None for name, unit in node_units_of(ov_model).items()}
 
 
-def block_node_names(ov_model, blocks: Iterable[str]) -> list[str]:
-    """Names of the ops of `ov_model` that belong to the given DETR blocks."""
-    wanted = set(blocks)
-    return sorted(name for name, block in node_blocks(ov_model).items() if block in wanted)
+def block_node_names(ov_model, keep_float: Iterable[str]) -> list[str]:
+    """Names of the ops of `ov_model` in the given DETR blocks or units (see `resolve_keep_float`)."""
+    units = node_units_of(ov_model)
+    kept = resolve_keep_float(keep_float, units.values())
+    return sorted(name for name, unit in units.items() if unit in kept)
 
 
 def fake_quantize_consumers(ov_model) -> dict[str, list[str]]:

@@ -12,7 +12,7 @@ from pathlib import Path
 import numpy as np
 
 from optim.errors import MissingExtraError, OptimError
-from optim.models.blocks import block_of_node
+from optim.models.blocks import node_units, resolve_keep_float
 from optim.quantize.calibration import PixelValuesReader
 from optim.spec import QuantizeStep
 
@@ -46,14 +46,17 @@ def ort_quantization():
     return quantization
 
 
-def nodes_in_blocks(onnx_path: Path, blocks: list[str]) -> list[str]:
-    """Names of the graph's nodes that belong to the given DETR blocks (see `optim.models.blocks`)."""
-    if not blocks:
+def nodes_in_blocks(onnx_path: Path, keep_float: list[str]) -> list[str]:
+    """Names of the graph's nodes in the given DETR blocks or units (see `optim.models.blocks`); a unit the
+    graph lacks is an OptimError."""
+    if not keep_float:
         return []
     import onnx
 
     graph = onnx.load(str(onnx_path), load_external_data=False).graph
-    return [node.name for node in graph.node if block_of_node(node.name) in blocks]
+    units = node_units(node.name for node in graph.node)
+    kept = resolve_keep_float(keep_float, units.values())
+    return [node.name for node in graph.node if units[node.name] in kept]
 
 
 def preprocess(onnx_path: Path, output_path: Path) -> tuple[Path, str]:

@@ -119,6 +119,20 @@ def test_dynamic_batch(fp32, tiny):
         _assert_close((logits, boxes), torch_outputs(tiny, images), FP32_ATOL)
 
 
+def test_repeated_calls_read_each_input_and_keep_earlier_outputs(fp32, tiny):
+    # infer() reuses the request's buffers through numpy views taken once: each call must still see its own
+    # input, earlier results must not change under later calls, and the views must still be the request's.
+    first, second = _images(seed=3, batch=1), _images(seed=4, batch=1)
+    kept = fp32.infer(first)
+    for _ in range(3):
+        later = fp32.infer(second)
+    _assert_close(kept, torch_outputs(tiny, first), FP32_ATOL)
+    _assert_close(later, torch_outputs(tiny, second), FP32_ATOL)
+    request, pixels, outputs = fp32._io_for(tuple(first.shape))
+    assert pixels.ctypes.data == request.get_input_tensor(0).data.ctypes.data
+    assert [o.ctypes.data for o in outputs] == [request.get_tensor(n).data.ctypes.data for n in ("logits", "pred_boxes")]
+
+
 def test_perf_counters(fp32, pixels):
     fp32.infer(pixels)
     executed = [p for p in fp32.request_for(pixels.shape).get_profiling_info() if p.status.name == "EXECUTED"]

@@ -65,7 +65,7 @@ class OpenVinoEngine(Engine):
         self.ov_model = None
         self._core = None
         self._compile_config: dict = {}
-        self._requests: dict[tuple[int, ...], object] = {}  # input shape -> request of the static-shape model
+        self._requests: dict[tuple[int, ...], tuple] = {}  # input shape -> (request, input view, output views)
         self.precision: str | None = None  # the inference precision compiled with (f32, bf16, f16)
 
     def build(self, model, quantize: QuantizeStep | None, context: BuildContext) -> BuildInfo:
@@ -201,11 +201,11 @@ class OpenVinoEngine(Engine):
         """DETR's raw outputs for one batch: the input is written into the request's own input buffer, the
         request runs without building Python result objects (`start_async` + `wait`, the C++ call
         benchmark_app times) and the outputs are copied out (the request reuses their buffers next call)."""
-        request = self.request_for(pixel_values.shape)
-        np.copyto(request.get_input_tensor(0).data, pixel_values, casting="same_kind")
+        request, pixels, outputs = self._io_for(tuple(pixel_values.shape))
+        np.copyto(pixels, pixel_values, casting="same_kind")
         request.start_async()
         request.wait()
-        return tuple(request.get_tensor(name).data.copy() for name in OUTPUT_NAMES)
+        return tuple(output.copy() for output in outputs)
 
     def request_for(self, shape: tuple[int, ...]):
         """An infer request of the model compiled for exactly this input shape (compiled on first use).
@@ -213,11 +213,17 @@ class OpenVinoEngine(Engine):
         The IR keeps a dynamic batch axis, but the CPU plugin runs a static shape faster (no shape inference
         or buffer reallocation per call; measured ~1.4x on synth-detr at batch 1), and a deployment serves
         fixed shapes: this is what benchmark_app times, too."""
-        shape = tuple(shape)
+        return self._io_for(tuple(shape))[0]
+
+    def _io_for(self, shape: tuple[int, ...]) -> tuple[object, np.ndarray, tuple[np.ndarray, ...]]:
+        """(request, its input buffer, its output buffers) for `shape`. With a static shape the CPU plugin keeps
+        a request's tensors for the request's lifetime, so the numpy views stay valid (tests check it)."""
         if shape not in self._requests:
             model = self.ov_model.clone()
             model.reshape({"pixel_values": list(shape)})
-            self._requests[shape] = self._core.compile_model(model, "CPU", self._compile_config).create_infer_request()
+            request = self._core.compile_model(model, "CPU", self._compile_config).create_infer_request()
+            self._requests[shape] = (request, request.get_input_tensor(0).data,
+                                     tuple(request.get_tensor(name).data for name in OUTPUT_NAMES))
         return self._requests[shape]
 
     def close(self) -> None:

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import importlib
+from types import ModuleType
+
 
 class OptimError(Exception):
     """An error caused by user input; the CLI prints it without a traceback and exits with `exit_code`."""
@@ -27,3 +30,11 @@ class MissingExtraError(OptimError):
     def __init__(self, package: str, extra: str, purpose: str):
         super().__init__(f"{purpose} needs the Python package '{package}', which is not installed",
                          fix=f"pip install 'detr-optim-lab[{extra}]'  (or: pip install {package})")
+
+
+def import_extra(module: str, package: str, extra: str, purpose: str) -> ModuleType:
+    """Import `module` on first use; when it is missing, an error naming the extra that installs `package`."""
+    try:
+        return importlib.import_module(module)
+    except ImportError as error:
+        raise MissingExtraError(package, extra, purpose) from error

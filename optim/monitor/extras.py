@@ -2,20 +2,14 @@
 
 from __future__ import annotations
 
-from optim.errors import MissingExtraError
+from types import ModuleType
+
+from optim.errors import import_extra
 
 
-def prometheus_client():
-    try:
-        import prometheus_client as module
-    except ImportError as error:
-        raise MissingExtraError("prometheus-client", "monitor", "Monitoring metrics") from error
-    return module
+def prometheus_client() -> ModuleType:
+    return import_extra("prometheus_client", "prometheus-client", "monitor", "Monitoring metrics")
 
 
-def jinja2():
-    try:
-        import jinja2 as module
-    except ImportError as error:
-        raise MissingExtraError("jinja2", "monitor", "The replay report") from error
-    return module
+def jinja2() -> ModuleType:
+    return import_extra("jinja2", "jinja2", "monitor", "The replay report")

@@ -2,29 +2,18 @@
 
 from __future__ import annotations
 
-from optim.errors import MissingExtraError
+from types import ModuleType
+
+from optim.errors import import_extra
 
 
-def model_config_pb2():
-    """Triton's model-config protobuf module (shipped in tritonclient's gRPC client)."""
-    try:
-        from tritonclient.grpc import model_config_pb2 as module
-    except ImportError as error:
-        raise MissingExtraError("tritonclient", "client", "Reading Triton model configs") from error
-    return module
+def model_config_pb2() -> ModuleType:
+    return import_extra("tritonclient.grpc.model_config_pb2", "tritonclient", "client", "Reading Triton model configs")
 
 
-def http_client():
-    try:
-        import tritonclient.http as module
-    except ImportError as error:
-        raise MissingExtraError("tritonclient", "client", "The Triton HTTP client") from error
-    return module
+def http_client() -> ModuleType:
+    return import_extra("tritonclient.http", "tritonclient", "client", "The Triton HTTP client")
 
 
-def grpc_client():
-    try:
-        import tritonclient.grpc as module
-    except ImportError as error:
-        raise MissingExtraError("tritonclient", "client", "The Triton gRPC client") from error
-    return module
+def grpc_client() -> ModuleType:
+    return import_extra("tritonclient.grpc", "tritonclient", "client", "The Triton gRPC client")

@@ -86,7 +86,9 @@ class OpenVinoEngine(Engine):
         artifact = context.workdir / "model.xml"
         # compress_to_fp16=False: the IR keeps FP32 weights, so the file size is the honest FP32/INT8 size.
         ov.save_model(ov_model, str(artifact), compress_to_fp16=False)
-        self.ov_model = ov_model
+        # Scored and timed from the saved IR, the file a deployment runs: saving transforms the graph, and an
+        # NNCF model read back from disk scored mAP 0.5743 where the in-memory one scored 0.5738 (synth-detr).
+        self.ov_model = core.read_model(str(artifact))
         self._core, self._compile_config = core, self._config(ov, precision, context.threads)
         self._check_precision_applied(precision, method)
         self.precision = precision

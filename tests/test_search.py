@@ -8,6 +8,7 @@ import subprocess
 import sys
 
 import pytest
+from spec_helpers import tiny_spec
 
 from optim.report.html import render_report
 from optim.report.search import deployment
@@ -107,27 +108,20 @@ def test_deployment_advice():
     assert "int8-heads" in card
 
 
-SPEC = """
-name: searched
-model: tiny-detr-arch
-data: {{dataset: synthetic, root: {root}, eval_split: test, eval_images: 8, calibration_split: val, calibration_images: 4}}
-batch_sizes: [1]
-eval_batch_size: 4
-latency: {{warmup_iters: 1, min_iters: 3, max_iters: 10, max_seconds: 0.3, threads: 1, reference: false}}
-output_dir: reports
+BODY = """
 variants:
   - name: fp32
-    engine: {{kind: pytorch}}
+    engine: {kind: pytorch}
 search:
   budget_points: 1.0
-  space: {{engines: [pytorch], precisions: [fp32, int8], keep_float: [[], [heads], [backbone, heads]]}}
+  space: {engines: [pytorch], precisions: [fp32, int8], keep_float: [[], [heads], [backbone, heads]]}
 """
 
 
 @pytest.mark.slow
 def test_search_end_to_end(tmp_path, tiny_dataset_root):
     spec_path = tmp_path / "searched.yaml"
-    spec_path.write_text(SPEC.format(root=tiny_dataset_root))
+    spec_path.write_text(tiny_spec("searched", "tiny-detr-arch", tiny_dataset_root, BODY))
     result = subprocess.run([sys.executable, "-m", "optim.run", str(spec_path)], capture_output=True, text=True,
                             timeout=600, check=False, cwd=tmp_path)
     assert result.returncode == 0, result.stderr[-3000:]

@@ -8,39 +8,33 @@ import subprocess
 import sys
 
 import pytest
+from spec_helpers import tiny_spec
 
 from optim.report.html import render_report
 from optim.report.sensitivity import quantized_unit, sensitivity_context, sensitivity_rows
 from optim.sensitivity import model_units, sensitivity_spec
 from optim.spec import ExperimentSpec
 
-SPEC = """
-name: sens
-model: tiny-detr-arch
-data: {{dataset: synthetic, root: {root}, eval_split: test, eval_images: 8, calibration_split: val, calibration_images: 4}}
-batch_sizes: [1]
-eval_batch_size: 4
-latency: {{warmup_iters: 1, min_iters: 3, max_iters: 10, max_seconds: 0.3, threads: 1, reference: false}}
-output_dir: reports
+BODY = """
 variants:
   - name: fp32
-    engine: {{kind: pytorch}}
+    engine: {kind: pytorch}
   - name: int8
-    steps: [{{kind: quantize, method: torch_dynamic}}]
-    engine: {{kind: pytorch}}
+    steps: [{kind: quantize, method: torch_dynamic}]
+    engine: {kind: pytorch}
   - name: int8-keep-heads
-    steps: [{{kind: quantize, method: torch_dynamic, keep_float: [heads]}}]
-    engine: {{kind: pytorch}}
+    steps: [{kind: quantize, method: torch_dynamic, keep_float: [heads]}]
+    engine: {kind: pytorch}
   - name: bf16
-    steps: [{{kind: quantize, method: bf16}}]
-    engine: {{kind: openvino}}
+    steps: [{kind: quantize, method: bf16}]
+    engine: {kind: openvino}
 """
 
 
 def _spec(tmp_path) -> ExperimentSpec:
     import yaml
 
-    return ExperimentSpec.model_validate(yaml.safe_load(SPEC.format(root=tmp_path)))
+    return ExperimentSpec.model_validate(yaml.safe_load(tiny_spec("sens", "tiny-detr-arch", tmp_path, BODY)))
 
 
 def test_one_block_variants(tmp_path):
@@ -97,7 +91,7 @@ def test_heat_table_from_results():
 @pytest.mark.slow
 def test_sensitivity_command_end_to_end(tmp_path, tiny_dataset_root):
     spec_path = tmp_path / "sens.yaml"
-    spec_path.write_text(SPEC.format(root=tiny_dataset_root))
+    spec_path.write_text(tiny_spec("sens", "tiny-detr-arch", tiny_dataset_root, BODY))
     result = subprocess.run([sys.executable, "-m", "optim.sensitivity", str(spec_path), "--variants", "int8"],
                             capture_output=True, text=True, timeout=600, check=False, cwd=tmp_path)
     assert result.returncode == 0, result.stderr[-3000:]

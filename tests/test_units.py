@@ -12,6 +12,7 @@ import numpy as np
 import onnx
 import pytest
 import torch
+from spec_helpers import tiny_spec
 
 from optim.engines.onnx_export import RawOutputs, export_onnx
 from optim.errors import OptimError
@@ -143,19 +144,13 @@ def test_fine_keep_float_with_ort_static(onnx_path, tmp_path):
     assert "encoder.layer1" in float_units and not float_units & {"encoder.layer0", "backbone.stage2", "heads.box"}
 
 
-SPEC = """
-name: badunit
-model: synth-detr
-data: {{dataset: synthetic, root: {root}, eval_split: test, eval_images: 8, calibration_split: val, calibration_images: 4}}
-batch_sizes: [1]
-latency: {{warmup_iters: 1, min_iters: 3, max_iters: 10, max_seconds: 0.3, threads: 1, reference: false}}
-output_dir: reports
+BODY = """
 variants:
   - name: fp32
-    engine: {{kind: onnxruntime}}
+    engine: {kind: onnxruntime}
   - name: int8
-    steps: [{{kind: quantize, method: ort_static, keep_float: [{keep}]}}]
-    engine: {{kind: onnxruntime}}
+    steps: [{kind: quantize, method: ort_static, keep_float: [KEEP]}]
+    engine: {kind: onnxruntime}
 """
 
 
@@ -165,7 +160,7 @@ variants:
 ])
 def test_bad_keep_float_exits_2(tmp_path, tiny_dataset_root, keep, message):
     spec = tmp_path / "bad.yaml"
-    spec.write_text(SPEC.format(root=tiny_dataset_root, keep=keep))
+    spec.write_text(tiny_spec("badunit", "synth-detr", tiny_dataset_root, BODY.replace("KEEP", keep)))
     result = subprocess.run([sys.executable, "-m", "optim.run", str(spec)], capture_output=True, text=True,
                             timeout=300, check=False, cwd=tmp_path)
     assert result.returncode == 2 and message in result.stderr, result.stderr[-2000:]

@@ -4,6 +4,7 @@ timings ran through the per-node timing resource."""
 
 from __future__ import annotations
 
+import importlib.util
 import json
 import os
 import socket
@@ -11,11 +12,12 @@ import sys
 
 import pytest
 
-pytest.importorskip("ray", reason="the 'ray' extra is not installed (pip install -e '.[ray]')")
+from optim.environment import cpu_name
+from optim.errors import OptimError
+from optim.run import main
 
-from optim.environment import cpu_name  # noqa: E402
-from optim.errors import OptimError  # noqa: E402
-from optim.run import main  # noqa: E402
+needs_ray = pytest.mark.skipif(importlib.util.find_spec("ray") is None,
+                               reason="the 'ray' extra is not installed (pip install -e '.[ray]')")
 
 SPEC = """
 name: sweep
@@ -73,6 +75,7 @@ def sweeps(tmp_path_factory, tiny_dataset_root):
     ray.shutdown()  # main() stops the Ray it started; this only guards against a run that raised midway
 
 
+@needs_ray
 def test_ray_gives_the_sequential_map_figures(sweeps):
     reports, _ = sweeps
     sequential, distributed = _records(reports / "sequential"), _records(reports / "ray")
@@ -86,6 +89,7 @@ def test_ray_gives_the_sequential_map_figures(sweeps):
     assert distributed["pytorch-int8-dynamic"]["accuracy"]["map"] != distributed["pytorch-fp32"]["accuracy"]["map"]
 
 
+@needs_ray
 def test_ray_records_name_their_machine(sweeps):
     reports, _ = sweeps
     results = json.loads((reports / "ray" / "results.json").read_text())
@@ -100,12 +104,14 @@ def test_ray_records_name_their_machine(sweeps):
     assert "Measured on" in page and "Measured by Ray tasks" in page and "accuracy only" in page
 
 
+@needs_ray
 def test_ray_rerun_keeps_finished_variants(sweeps):
     reports, first = sweeps
     for name in ("pytorch-fp32", "pytorch-int8-dynamic", "onnxruntime-fp32"):
         assert (reports / "ray" / "variants" / f"{name}.json").read_text() == first[f"{name}.json"]
 
 
+@needs_ray
 def test_ray_records_a_failing_variant_and_finishes_the_others(sweeps):
     import torch
 
@@ -117,6 +123,7 @@ def test_ray_records_a_failing_variant_and_finishes_the_others(sweeps):
     assert [r["status"] for n, r in records.items() if n != "needs-a-gpu"] == ["ok"] * 3
 
 
+@needs_ray
 def test_ray_times_each_variant_on_the_node_that_built_it(tmp_path, tiny_dataset_root, monkeypatch):
     spec = tmp_path / "timed.yaml"
     spec.write_text(TIMED.format(root=tiny_dataset_root))

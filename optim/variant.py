@@ -161,7 +161,9 @@ def score_variant(built: BuiltVariant, variant: VariantSpec, spec: ExperimentSpe
         "model_size_bytes": _artifact_size(built.build.artifact, built.model),
         "artifact": Path(built.build.artifact).name if built.build.artifact else None,  # in artifacts/<variant>/
         "rss_mb": round(psutil.Process().memory_info().rss / 2**20, 1),
-        "accuracy_threads": torch.get_num_threads(), "params": stats["params"], "flops": stats["flops"],
+        # PyTorch's intra-op threads and the engine's own (None: its default, every core) while scoring
+        "accuracy_threads": {"pytorch": torch.get_num_threads(), "engine": spec.latency.threads},
+        "params": stats["params"], "flops": stats["flops"],
         "notes": list(built.notes), "detections": detections_to_json(detections),
     }
     return VariantOutcome(record, detections)

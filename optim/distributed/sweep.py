@@ -12,6 +12,7 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
+import torch
 from tqdm import tqdm
 
 from optim.distributed import tasks
@@ -30,7 +31,7 @@ def run_on_ray(options: RayOptions, spec: ExperimentSpec, variants: list[Variant
         nodes = {node.node_id: node for node in usable_nodes(ray, spec.latency.enabled)}
         has_gpu = any(node.gpus for node in nodes.values())
         context = ray.put(tasks.RunContext(spec.model_dump(mode="json"), os.getcwd(), weights_sha256,
-                                           str(Path(out_dir).resolve())))
+                                           str(Path(out_dir).resolve()), torch.get_num_threads()))
         cpus = sum(node.cpus for node in nodes.values())
         warm = ray.remote(tasks.warm).options(num_cpus=1, max_retries=0)
         warming = [warm.remote(context) for _ in range(max(0, cpus - 1))]  # load model and data while the baseline runs

@@ -23,12 +23,14 @@ from optim.spec import ExperimentSpec, VariantSpec
 @dataclass(frozen=True)
 class RunContext:
     """What every task of a sweep shares (put in Ray's object store once): the resolved spec, the driver's working
-    folder (relative paths in the spec are relative to it), the weights' hash the driver saw, the output folder."""
+    folder (relative paths in the spec are relative to it), the weights' hash the driver saw, the output folder and
+    the driver's PyTorch intra-op threads (what a sequential run scores and times PyTorch on)."""
 
     spec: dict
     cwd: str
     weights_sha256: str
     out_dir: str
+    torch_threads: int
 
 
 @dataclass
@@ -82,16 +84,21 @@ def warm(context: RunContext) -> str:
     return this_machine()["hostname"]
 
 
-def accuracy_threads(ray) -> int:
-    """Intra-op threads of one scoring task: this node's cores shared among its Ray CPUs (1 when Ray has them all)."""
+def engine_threads(ray) -> int:
+    """ONNX Runtime / OpenVINO threads of one scoring task: this node's cores shared among its Ray CPUs (1 when Ray
+    has them all)."""
     node_id = ray.get_runtime_context().get_node_id()
     cpus = next((n["Resources"].get("CPU", 1) for n in ray.nodes() if n["NodeID"] == node_id), 1)
     return max(1, int((os.cpu_count() or 1) // max(cpus, 1)))
 
 
 def score(context: RunContext, name: str, baseline_detections: list | None) -> dict:
-    """The variant's record without latency: built, scored and sized with `accuracy_threads` intra-op threads (a
-    failure is a failed record); `measured_on.accuracy` names this machine and its Ray node (the artifact's)."""
+    """The variant's record without latency: built, scored and sized (a failure is a failed record);
+    `measured_on.accuracy` names this machine and its Ray node (where the artifact lies).
+
+    ONNX Runtime and OpenVINO score on `engine_threads`; PyTorch on the driver's thread count, as a sequential run
+    does: its x86 INT8 kernels compute other results with another thread count (synth-detr's dynamic INT8 logits
+    differ by up to 0.15 between 1 and 2 threads, mAP 0.567 vs 0.562), and the mAP must not depend on the workers."""
     import ray
 
     from optim.runner import guarded
@@ -99,9 +106,9 @@ def score(context: RunContext, name: str, baseline_detections: list | None) -> d
 
     run = worker_run(context)
     variant = run.variant(name)
-    threads = accuracy_threads(ray)
+    threads = engine_threads(ray)
     _threads(threads)
-    # The engines' own thread pools (ONNX Runtime, OpenVINO) take the same count while scoring.
+    torch.set_num_threads(context.torch_threads)
     spec = run.spec.model_copy(update={"latency": run.spec.latency.model_copy(update={"threads": threads})})
     baseline = detections_from_json(baseline_detections) if baseline_detections else None
     workdir = Path(context.out_dir) / "artifacts" / name
@@ -123,15 +130,13 @@ def score(context: RunContext, name: str, baseline_detections: list | None) -> d
 def time(context: RunContext, name: str) -> dict:
     """Latency (and profile, scenarios) of a variant that `score` built on this node, on the spec's threads:
     {"figures": record fields, "notes": [...], "machine": {...}}; raises on failure (the driver records it)."""
-    import psutil
-
     from optim.machine_load import MACHINE_SPEED
     from optim.variant import load_built_variant, time_variant
 
     run = worker_run(context)
     variant = run.variant(name)
-    # Ray starts workers with one OpenMP thread; the sequential runner times on PyTorch's default (physical cores).
-    _threads(run.spec.latency.threads or psutil.cpu_count(logical=False) or os.cpu_count() or 1)
+    # Ray starts workers with one OpenMP thread; time on what the sequential runner times on.
+    _threads(context.torch_threads)
     if not run.speed_calibrated:
         MACHINE_SPEED.calibrate(seconds=1.0)  # as the sequential runner does once before timing anything
         run.speed_calibrated = True

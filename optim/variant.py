@@ -3,10 +3,13 @@ accuracy on the evaluation split, latency at each batch size, size and (optional
 
 from __future__ import annotations
 
+import contextlib
 import copy
+import fcntl
 import hashlib
 import json
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -59,9 +62,23 @@ def apply_model_steps(base_model, variant: VariantSpec, data: ExperimentData, ca
         prefix.append(step.model_dump(mode="json"))
         key = hashlib.sha1(json.dumps(prefix, sort_keys=True).encode()).hexdigest()[:12]
         if key not in cache:
-            cache[key] = _apply_step(model, step, data, base_model, artifacts_dir / "_compressed" / key, notes)
+            with _exclusive(artifacts_dir / "_compressed" / f"{key}.lock"):
+                cache[key] = _apply_step(model, step, data, base_model, artifacts_dir / "_compressed" / key, notes)
         model, notes = cache[key]
     return copy.deepcopy(model).eval(), list(notes)
+
+
+@contextlib.contextmanager
+def _exclusive(path: Path) -> Iterator[None]:
+    """Hold an advisory lock on `path`: Ray workers that need the same compressed model take turns, and the second
+    resumes the first's finished distillation checkpoint instead of training alongside it."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with open(path, "a") as handle:
+        fcntl.flock(handle, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)
 
 
 def _apply_step(model, step, data: ExperimentData, teacher, workdir: Path, notes: list[str]):

@@ -63,8 +63,13 @@ def connected(options: RayOptions) -> Iterator[object]:
     quiet = {"include_dashboard": False, "log_to_driver": False, "logging_level": logging.WARNING}
     if options.address is None:
         workers = options.workers or os.cpu_count() or 1
-        ray.init(address="local", num_cpus=workers, resources={TIMING_RESOURCE: 1}, labels={CPU_LABEL: cpu_label()},
-                 **quiet)
+        try:
+            ray.init(address="local", num_cpus=workers, resources={TIMING_RESOURCE: 1},
+                     labels={CPU_LABEL: cpu_label()}, **quiet)
+        except Exception as error:  # noqa: BLE001 -- Ray raises a bare Exception when its raylet is late
+            raise OptimError(f"the local Ray cluster did not start: {error}", field="--ray",
+                             fix="run again when the machine is less loaded (Ray waits 30 s for its raylet), or "
+                                 "run without --ray") from None
     else:
         try:
             ray.init(address=options.address, log_to_driver=False, logging_level=logging.WARNING)

@@ -54,7 +54,7 @@ class _Sweep:
         self.ray, self.spec, self.context, self.nodes, self.has_gpu = ray, spec, context, nodes, has_gpu
         self.lookup, self.keep = lookup, keep
         self.score_task = ray.remote(tasks.score)
-        self.time_task = ray.remote(tasks.time)
+        self.time_task = ray.remote(tasks.measure_latency)
 
     def run(self, variants: list[VariantSpec], baseline_detections, bar) -> list[dict]:
         """Measure `variants` in parallel (or keep their stored records); their records in finishing order."""

@@ -127,7 +127,7 @@ def score(context: RunContext, name: str, baseline_detections: list | None) -> d
     return guarded(variant, spec, work)
 
 
-def time(context: RunContext, name: str) -> dict:
+def measure_latency(context: RunContext, name: str) -> dict:
     """Latency (and profile, scenarios) of a variant that `score` built on this node, on the spec's threads:
     {"figures": record fields, "notes": [...], "machine": {...}}; raises on failure (the driver records it)."""
     from optim.machine_load import MACHINE_SPEED

@@ -76,8 +76,8 @@ def connected(options: RayOptions) -> Iterator[object]:
         except (ConnectionError, RuntimeError, ValueError) as error:
             raise OptimError(f"cannot join the Ray cluster at {options.address}: {error}", field="--ray-address",
                              fix="start it first (ray start --head ...; see docs/ray.md) and pass its address, "
-                                 "e.g. 10.0.0.1:6379, with the cluster's auth token here (~/.ray/auth_token or "
-                                 "RAY_AUTH_TOKEN), or use --ray for a local one") from None
+                                 "e.g. 10.0.0.1:6379, with RAY_AUTH_MODE=token and the cluster's token here "
+                                 "(~/.ray/auth_token or RAY_AUTH_TOKEN), or use --ray for a local one") from None
     try:
         yield ray
     finally:

@@ -36,6 +36,18 @@ def cpu_flags() -> set[str]:
     return set((_cpuinfo("flags") or "").split())
 
 
+def this_machine(device: str = "cpu") -> dict:
+    """Which machine measures here: hostname and CPU model, plus the GPU's name for a CUDA variant."""
+    import socket
+
+    machine = {"hostname": socket.gethostname(), "cpu": cpu_name()}
+    if device == "cuda":
+        import torch
+
+        machine["gpu"] = torch.cuda.get_device_name(0) if torch.cuda.is_available() else None
+    return machine
+
+
 def environment() -> dict:
     """Versions, CPU, cores and GPU (if any) for the report."""
     import torch

@@ -18,7 +18,16 @@ def main(argv: list[str] | None = None, prog: str = "python -m optim.run") -> in
     parser.add_argument("--out", type=Path, help="output folder (default: <output_dir>/<name> from the spec)")
     parser.add_argument("--fresh", action="store_true", help="measure every variant again (default: resume)")
     parser.add_argument("--only", nargs="+", metavar="VARIANT", help="run only these variants (plus the baseline)")
+    parser.add_argument("--ray", action="store_true", help="measure the variants as tasks of a local single-node "
+                        "Ray cluster (the 'ray' extra; see docs/ray.md)")
+    parser.add_argument("--ray-address", metavar="ADDR", help="join this Ray cluster instead (e.g. 10.0.0.1:6379)")
+    parser.add_argument("--ray-workers", type=int, metavar="N", help="local Ray: CPUs given to Ray, i.e. variants "
+                        "measured at once (default: every core)")
     args = parser.parse_args(argv)
+    if args.ray_workers is not None and args.ray_address:
+        parser.error("--ray-workers sizes a local Ray; a cluster's nodes bring their own CPUs (drop one of them)")
+    if args.ray_workers is not None and args.ray_workers < 1:
+        parser.error("--ray-workers must be at least 1")
     spec = load_spec(args.spec, ExperimentSpec, defaults={"name": args.spec.stem})
     check_experiment_paths(spec, args.spec)
     unknown = set(args.only or []) - {v.name for v in spec.all_variants()}
@@ -32,7 +41,13 @@ def main(argv: list[str] | None = None, prog: str = "python -m optim.run") -> in
     quiet_libraries()
     from optim.runner import run_experiment
 
-    results = run_experiment(spec, args.out, resume=not args.fresh, only=args.only)
+    ray = None
+    if args.ray or args.ray_address or args.ray_workers:
+        from optim.distributed.cluster import RayOptions, import_ray
+
+        import_ray()  # the 'ray' extra: fail before loading anything
+        ray = RayOptions(address=args.ray_address, workers=args.ray_workers)
+    results = run_experiment(spec, args.out, resume=not args.fresh, only=args.only, ray=ray)
     failed = [v["name"] for v in results["variants"] if v["status"] != "ok"]
     if failed:
         print(f"{len(failed)} variant(s) failed: {', '.join(failed)} (reasons in the report)")

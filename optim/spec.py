@@ -93,6 +93,8 @@ class DataSpec(StrictModel):
 class LatencySpec(StrictModel):
     """How latency is measured: warm-up, then timed iterations bounded by count and time."""
 
+    enabled: bool = Field(True, description="time every variant; false = an accuracy-only run (no latency, no "
+                                            "profile: mAP, fidelity and size only)")
     # Bounds keep a run finite: warm-up and min_iters are run whatever the time, so they stay small.
     warmup_iters: int = Field(10, ge=0, le=1000)
     min_iters: int = Field(30, ge=1, le=1000)
@@ -376,6 +378,11 @@ class ExperimentSpec(StrictModel):
                                  f"{self.input_size[0]}x{self.input_size[1]} is {largest / 2**30:.1f} GiB of input alone "
                                  f"(limit {MAX_BATCH_BYTES / 2**30:.0f} GiB); use smaller batch_sizes / eval_batch_size "
                                  "or input_size")
+        if not self.latency.enabled:
+            timed = [name for name in ("scenarios", "serving", "search") if getattr(self, name) is not None]
+            if timed:
+                raise ValueError(f"latency.enabled is false (accuracy only) but {timed} need latency figures; "
+                                 "remove them or set latency.enabled: true")
         unknown = [n for n in (self.serving.variants if self.serving else []) if n not in names]
         if unknown:
             raise ValueError(f"serving.variants {unknown} are not variants; choose among {names}")

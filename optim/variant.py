@@ -3,10 +3,13 @@ accuracy on the evaluation split, latency at each batch size, size and (optional
 
 from __future__ import annotations
 
+import contextlib
 import copy
+import fcntl
 import hashlib
 import json
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -14,7 +17,7 @@ import psutil
 import torch
 from tqdm import tqdm
 
-from optim.engines.base import BuildContext
+from optim.engines.base import BuildContext, BuildInfo
 from optim.engines.registry import check_available, create_engine
 from optim.eval_data import ExperimentData, detections_to_json, predict
 from optim.evaluation.coco_eval import fidelity
@@ -59,9 +62,23 @@ def apply_model_steps(base_model, variant: VariantSpec, data: ExperimentData, ca
         prefix.append(step.model_dump(mode="json"))
         key = hashlib.sha1(json.dumps(prefix, sort_keys=True).encode()).hexdigest()[:12]
         if key not in cache:
-            cache[key] = _apply_step(model, step, data, base_model, artifacts_dir / "_compressed" / key, notes)
+            with _exclusive(artifacts_dir / "_compressed" / f"{key}.lock"):
+                cache[key] = _apply_step(model, step, data, base_model, artifacts_dir / "_compressed" / key, notes)
         model, notes = cache[key]
     return copy.deepcopy(model).eval(), list(notes)
+
+
+@contextlib.contextmanager
+def _exclusive(path: Path) -> Iterator[None]:
+    """Hold an advisory lock on `path`: Ray workers that need the same compressed model take turns, and the second
+    resumes the first's finished distillation checkpoint instead of training alongside it."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with open(path, "a") as handle:
+        fcntl.flock(handle, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)
 
 
 def _apply_step(model, step, data: ExperimentData, teacher, workdir: Path, notes: list[str]):
@@ -80,9 +97,21 @@ def _apply_step(model, step, data: ExperimentData, teacher, workdir: Path, notes
     return result.model.eval(), notes + result.notes
 
 
-def run_variant(variant: VariantSpec, spec: ExperimentSpec, data: ExperimentData, base_model,
-                baseline_detections: dict[int, Detections] | None, workdir: Path, cache: dict) -> VariantOutcome:
-    """Everything measured about one variant; raises on failure (the runner records the reason)."""
+@dataclass
+class BuiltVariant:
+    """A variant's engine, ready to infer, with what building it produced."""
+
+    engine: object
+    build: BuildInfo
+    model: torch.nn.Module | None  # the float model after prune/distill (None when loaded from an artifact)
+    quantize: QuantizeStep | None
+    notes: list[str]
+    stats: dict = field(default_factory=dict)  # params and FLOPs of the model before the engine built it
+
+
+def build_variant(variant: VariantSpec, spec: ExperimentSpec, data: ExperimentData, base_model, workdir: Path,
+                  cache: dict) -> BuiltVariant:
+    """Apply the variant's steps and build its engine (export, quantization); the caller closes `engine`."""
     quantize = next((s for s in variant.steps if isinstance(s, QuantizeStep)), None)
     check_available(variant.engine, quantize.method if quantize else None)
     if spec.scenarios:
@@ -100,59 +129,110 @@ def run_variant(variant: VariantSpec, spec: ExperimentSpec, data: ExperimentData
                            batch_sizes=tuple(sorted({*spec.batch_sizes, spec.eval_batch_size})),
                            threads=spec.latency.threads, seed=spec.seed,
                            evaluate_torch=lambda forward: _tuning_map(forward, data, spec))
-    on_gpu = variant.engine.device == "cuda"
-    if on_gpu:
+    if variant.engine.device == "cuda":
         torch.cuda.reset_peak_memory_stats()
     try:
         build = engine.build(model, quantize, context)
-        notes.extend(build.notes)
-        example = data.example(spec.eval_batch_size)
-        start = time.perf_counter()
-        engine.infer(example)
-        first_inference_ms = (time.perf_counter() - start) * 1000
-
-        with tqdm(total=len(data.eval_set), desc=f"{variant.name}: accuracy", unit="img", leave=False) as bar:
-            detections = predict(engine.infer, data.eval_batches, spec.eval_batch_size, bar)
-        accuracy = data.score(detections)
-        is_baseline = variant.name == spec.baseline_name  # without a baseline's detections: no fidelity (n/a)
-        accuracy["fidelity"] = 1.0 if is_baseline else fidelity(baseline_detections, detections) if baseline_detections else None
-        accuracy["images"] = len(detections)
-
-        synchronize = _synchronizer(variant)
-        tqdm.write(f"{variant.name}: timing")
-        latency, timing = measure_variant_latency(engine, quantize, build.artifact,
-                                                  {size: data.example(size) for size in spec.batch_sizes},
-                                                  spec.latency, synchronize, workdir)
-        parallel = _scenarios(engine, build.artifact, data.input_size, spec, workdir) if spec.scenarios else None
-        if on_gpu:  # TensorRT allocates its engine memory itself: its size is in the build notes
-            peak_mib = torch.cuda.max_memory_allocated() / 2**20
-            notes.append(f"peak CUDA memory allocated through PyTorch: {peak_mib:.0f} MiB")
-        stages = profile_files = None
-        profile = spec.profile_of(variant)
-        if profile.stages or profile.torch_profiler or profile.pyinstrument or profile.nvtx:
-            from profiling.run import profile_variant
-
-            # The stage breakdown runs at batch 1: compare it with the batch-1 latency.
-            single = latency.get("1") or measure(lambda: engine.infer(data.example(1)), spec.latency, 1,
-                                                 synchronize).as_dict()
-            stages, profile_files = profile_variant(engine, model, variant, profile, data, workdir.parent.parent,
-                                                    single["p50_ms"])
-        record = {
-            "engine": variant.engine.kind, "device": variant.engine.device, "precision": variant.precision,
-            "steps": [s.model_dump(mode="json") for s in variant.steps], "accuracy": accuracy, "latency": latency,
-            "build_seconds": round(build.build_seconds, 3), "first_inference_ms": round(first_inference_ms, 2),
-            "model_size_bytes": _artifact_size(build.artifact, model),
-            "artifact": Path(build.artifact).name if build.artifact else None,  # in artifacts/<variant>/
-            "rss_mb": round(psutil.Process().memory_info().rss / 2**20, 1),
-            "threads": spec.latency.threads or torch.get_num_threads(),
-            "timing": timing, "params": stats["params"], "flops": stats["flops"], "stages": stages, "profile_files": profile_files or {},
-            "notes": notes, "detections": detections_to_json(detections),
-        }
-        if parallel is not None:
-            record["parallel"] = parallel
-        return VariantOutcome(record, detections)
-    finally:
+    except BaseException:
         engine.close()
+        raise
+    return BuiltVariant(engine, build, model, quantize, notes + build.notes, stats)
+
+
+def load_built_variant(variant: VariantSpec, spec: ExperimentSpec, data: ExperimentData, base_model, workdir: Path,
+                       cache: dict) -> BuiltVariant:
+    """The variant as an earlier `build_variant` left it in `workdir`, for timing in another process: an engine that
+    runs from a file loads that very file; one that keeps its model in memory is built again (same steps)."""
+    quantize = next((s for s in variant.steps if isinstance(s, QuantizeStep)), None)
+    engine = create_engine(variant.engine)
+    artifact = engine.artifact_in(workdir, quantize)
+    if artifact is None or not Path(artifact).is_file():
+        built = build_variant(variant, spec, data, base_model, workdir, cache)
+        built.notes = ["timing: the in-memory engine was built again on the timing node"]
+        return built
+    check_available(variant.engine, quantize.method if quantize else None)
+    engine.load(artifact, quantize, spec.latency.threads)
+    model = None
+    if _profiles(spec.profile_of(variant)):  # the stage profile runs the float model
+        model, _ = apply_model_steps(base_model, variant, data, cache, workdir.parent)
+    return BuiltVariant(engine, BuildInfo(artifact=Path(artifact)), model, quantize, [])
+
+
+def score_variant(built: BuiltVariant, variant: VariantSpec, spec: ExperimentSpec, data: ExperimentData,
+                  baseline_detections: dict[int, Detections] | None) -> VariantOutcome:
+    """Accuracy, fidelity, size and model statistics of a built variant (no timing)."""
+    engine, stats = built.engine, built.stats
+    start = time.perf_counter()
+    engine.infer(data.example(spec.eval_batch_size))
+    first_inference_ms = (time.perf_counter() - start) * 1000
+    with tqdm(total=len(data.eval_set), desc=f"{variant.name}: accuracy", unit="img", leave=False) as bar:
+        detections = predict(engine.infer, data.eval_batches, spec.eval_batch_size, bar)
+    accuracy = data.score(detections)
+    is_baseline = variant.name == spec.baseline_name  # without a baseline's detections: no fidelity (n/a)
+    accuracy["fidelity"] = 1.0 if is_baseline else fidelity(baseline_detections, detections) if baseline_detections else None
+    accuracy["images"] = len(detections)
+    record = {
+        "engine": variant.engine.kind, "device": variant.engine.device, "precision": variant.precision,
+        "steps": [s.model_dump(mode="json") for s in variant.steps], "accuracy": accuracy,
+        "build_seconds": round(built.build.build_seconds, 3), "first_inference_ms": round(first_inference_ms, 2),
+        "model_size_bytes": _artifact_size(built.build.artifact, built.model),
+        "artifact": Path(built.build.artifact).name if built.build.artifact else None,  # in artifacts/<variant>/
+        "rss_mb": round(psutil.Process().memory_info().rss / 2**20, 1),
+        # PyTorch's intra-op threads and the engine's own (None: its default, every core) while scoring
+        "accuracy_threads": {"pytorch": torch.get_num_threads(), "engine": spec.latency.threads},
+        "params": stats["params"], "flops": stats["flops"],
+        "notes": list(built.notes), "detections": detections_to_json(detections),
+    }
+    return VariantOutcome(record, detections)
+
+
+def time_variant(built: BuiltVariant, variant: VariantSpec, spec: ExperimentSpec, data: ExperimentData,
+                 workdir: Path) -> tuple[dict, list[str]]:
+    """(latency, timing cross-check, scenarios and profile fields of the record, notes); empty figures when the
+    spec is accuracy-only (`latency.enabled: false`)."""
+    if not spec.latency.enabled:
+        return {"latency": {}, "timing": None, "stages": None, "profile_files": {}, "threads": None}, []
+    engine, notes = built.engine, []
+    synchronize = _synchronizer(variant)
+    tqdm.write(f"{variant.name}: timing")
+    latency, timing = measure_variant_latency(engine, built.quantize, built.build.artifact,
+                                              {size: data.example(size) for size in spec.batch_sizes},
+                                              spec.latency, synchronize, workdir)
+    figures = {"latency": latency, "timing": timing, "threads": spec.latency.threads or torch.get_num_threads()}
+    if spec.scenarios:
+        figures["parallel"] = _scenarios(engine, built.build.artifact, data.input_size, spec, workdir)
+    if variant.engine.device == "cuda":  # TensorRT allocates its engine memory itself: its size is in the build notes
+        notes.append(f"peak CUDA memory allocated through PyTorch: {torch.cuda.max_memory_allocated() / 2**20:.0f} MiB")
+    stages = profile_files = None
+    profile = spec.profile_of(variant)
+    if _profiles(profile):
+        from profiling.run import profile_variant
+
+        # The stage breakdown runs at batch 1: compare it with the batch-1 latency.
+        single = latency.get("1") or measure(lambda: engine.infer(data.example(1)), spec.latency, 1,
+                                             synchronize).as_dict()
+        stages, profile_files = profile_variant(engine, built.model, variant, profile, data, workdir.parent.parent,
+                                                single["p50_ms"])
+    figures.update(stages=stages, profile_files=profile_files or {})
+    return figures, notes
+
+
+def run_variant(variant: VariantSpec, spec: ExperimentSpec, data: ExperimentData, base_model,
+                baseline_detections: dict[int, Detections] | None, workdir: Path, cache: dict) -> VariantOutcome:
+    """Everything measured about one variant; raises on failure (the runner records the reason)."""
+    built = build_variant(variant, spec, data, base_model, workdir, cache)
+    try:
+        outcome = score_variant(built, variant, spec, data, baseline_detections)
+        figures, notes = time_variant(built, variant, spec, data, workdir)
+        outcome.record.update(figures)
+        outcome.record["notes"] += notes
+        return outcome
+    finally:
+        built.engine.close()
+
+
+def _profiles(profile) -> bool:
+    return profile.stages or profile.torch_profiler or profile.pyinstrument or profile.nvtx
 
 
 def _scenarios(engine, artifact, input_size, spec: ExperimentSpec, workdir: Path) -> dict:

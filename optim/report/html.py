@@ -107,6 +107,19 @@ def _p99(row: RowContext) -> Cell:
     return _number(value, fmt.ms(value))
 
 
+def _machine_cell(row: RowContext) -> Cell:
+    """Which machine measured the variant: the hostname of its accuracy (and of its latency, where another one
+    timed it), with the CPU model as a note."""
+    where = row.variant.get("measured_on") or {}
+    accuracy, latency = where.get("accuracy") or {}, where.get("latency") or {}
+    if not accuracy:
+        return Cell(DASH)
+    host = accuracy.get("hostname", "?")
+    text = host if latency.get("hostname", host) == host else f"accuracy {host} · latency {latency['hostname']}"
+    note = " · ".join(filter(None, [accuracy.get("cpu"), accuracy.get("gpu"), "" if latency else "accuracy only"]))
+    return Cell(text, note=note, sort=text)
+
+
 NOT_DISTINGUISHABLE = "n.d."  # the interval contains "no difference": shown instead of a rank
 
 
@@ -166,6 +179,7 @@ SUMMARY_COLUMNS = [
         measured(r.variant.get("params")), fmt.count(r.variant.get("params")))),
     SummaryColumn(Column("Build", "", "num"), lambda r: _number(
         measured(r.variant.get("build_seconds")), fmt.seconds(r.variant.get("build_seconds")))),
+    SummaryColumn(Column("Measured on", "host (CPU)"), _machine_cell),
 ]
 NAME_COLUMNS = [Column("Variant"), Column("Engine"), Column("Precision")]
 
@@ -202,7 +216,8 @@ def _kpis(results: dict, baseline: dict | None, batch: int | None) -> list[dict]
                       "detail": f"mAP {fmt.ap(map_of(baseline))} · p50 {fmt.ms(p50(baseline, batch))} ms"})
     # only variants faster than the baseline are headline material
     faster = [v for v in ok if v is not baseline and (speedup(v, baseline, batch) or 0) > 1.0]
-    if baseline is not None and not faster:
+    timed = any(latency_by_batch(v) for v in ok)  # an accuracy-only run has no fastest variant
+    if baseline is not None and timed and not faster:
         cards.append({"label": "Fastest", "value": baseline.get("name"), "detail": "no variant beats the baseline's p50"})
     if faster:
         fastest = max(faster, key=lambda v: speedup(v, baseline, batch))
@@ -349,7 +364,7 @@ def _method(results: dict) -> dict:
     measurement = results.get("measurement") or {}
     return {
         "latency": _paragraphs(measurement.get("latency")), "accuracy": _paragraphs(measurement.get("accuracy")),
-        "intervals": _paragraphs(measurement.get("intervals")),
+        "intervals": _paragraphs(measurement.get("intervals")), "machines": _paragraphs(measurement.get("machines")),
         "timing": _machine_during_timing(results),
         "environment": list((results.get("environment") or {}).items()),
         "model": list((results.get("model") or {}).items()),

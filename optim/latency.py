@@ -16,7 +16,8 @@ METHOD_TEXT = ("Latency: per batch size, {warmup} untimed warm-up iterations, th
                "one engine call on a fixed preprocessed batch (pre/post-processing excluded, measured separately "
                "in the stage profile), timed with time.perf_counter (CUDA synchronized before and after on GPU). "
                "Iterations run in chunks of ~0.5 s with a machine speed probe (a fixed matrix product on every "
-               "core) between chunks; only chunks with the machine in its steady (fast) state on both sides count, "
+               "core) between chunks; only chunks with the machine in its steady (fast) state on both sides count (a probe "
+               "within 10 % of the median of the 20 fastest probes the process has seen), "
                "and while it is slow timing goes on up to {steady_wait:g}x longer to collect them (a figure timed "
                "with the machine slow throughout is marked unsteady). "
                "Throughput = batch size / mean latency. First-inference time = the first call after build. "
@@ -39,7 +40,7 @@ class LatencyStats:
     samples_ms: list[float]
     background_cpu: float | None = None  # other processes' CPU share while timing (optim.machine_load)
     probe_ms: float | None = None  # median speed probe around the chunks used (optim.machine_load)
-    probe_fastest_ms: float | None = None  # the fastest probe seen in the process: the machine's steady state
+    probe_fastest_ms: float | None = None  # the machine's fast state (optim.machine_load.SpeedReference)
     steady: bool | None = None  # False: not enough steady-state samples, so every sample was used
     steady_fraction: float | None = None  # share of the timed iterations that ran in the steady state
 
@@ -61,7 +62,7 @@ def measure(call: Callable[[], object], spec: LatencySpec, batch_size: int, sync
             speed: SpeedReference = MACHINE_SPEED, probe: Callable[[], float] = speed_probe_ms) -> LatencyStats:
     """Time `call` after `spec.warmup_iters` warm-up calls, within the spec's count and time bounds, keeping the
     iterations timed while the machine was in its steady state (see METHOD_TEXT; `probe` and `speed` are the
-    machine speed probe and the fastest-probe reference it is judged against)."""
+    machine speed probe and the fast-state reference it is judged against)."""
     sync = synchronize or (lambda: None)
     for _ in range(spec.warmup_iters):
         call()
@@ -99,7 +100,7 @@ def _timed_chunk(call: Callable[[], object], sync: Callable[[], None], at_most: 
 
 def _summarize_chunks(chunks: list[list[float]], probes: list[float], speed: SpeedReference, min_iters: int,
                       batch_size: int, background_cpu: float | None) -> LatencyStats:
-    """Stats of the steady chunks (probes on both sides steady, judged against the final fastest probe), or of
+    """Stats of the steady chunks (probes on both sides steady, judged against the final fast state), or of
     every chunk when they hold fewer than `min_iters` samples."""
     steady = [speed.is_steady(probes[k]) and speed.is_steady(probes[k + 1]) for k in range(len(chunks))]
     steady_samples = [s for chunk, ok in zip(chunks, steady) if ok for s in chunk]

@@ -9,7 +9,9 @@ speed probe (`speed_probe_ms`) times a fixed workload.
 
 from __future__ import annotations
 
+import bisect
 import os
+import statistics
 import time
 from dataclasses import dataclass
 
@@ -58,28 +60,43 @@ class LoadWindow:
 PROBE_SIZE = 384  # a 384x384x384 float32 matrix product: ~0.6-0.7 ms on the lab's two vCPUs (measured)
 PROBE_ITERS = 25
 PROBE_TOLERANCE = 0.15  # compare reports a probe that moved more than this against the reference runs'
-# A probe within this of the fastest one seen counts as the machine's steady (fast) state. On the lab's VM the
-# probe sits at 0.56-0.60 ms in the fast state and 0.69-0.74 ms in the slow one, where a 2-thread ONNX
-# Runtime session runs ~45 % slower (measured: correlation 0.98 between the two over 40 interleaved blocks).
+# A probe within this of the machine's fast state counts as steady. On the lab's first VM (AMD EPYC) the probe sat at
+# 0.56-0.60 ms in the fast state and 0.69-0.74 ms in the slow one, where a 2-thread ONNX Runtime session runs ~45 %
+# slower (measured: correlation 0.98 between the two over 40 interleaved blocks).
 STEADY_TOLERANCE = 0.10
+# The fast state is the median of this many fastest probes: on the current VM an idle second of probes spans
+# 0.305-0.36 ms (median 0.327), and one probe of 0.288 ms once made the minimum a reference that nearly every
+# later probe missed by more than STEADY_TOLERANCE (all figures of a quiet run marked unsteady).
+FAST_STATE_PROBES = 20
 
 
 class SpeedReference:
-    """The fastest speed probe seen so far in this process: the machine's steady state, against which the
-    probe before and after each timed chunk of a latency measurement is judged."""
+    """The machine's fast state — the median of the fastest FAST_STATE_PROBES speed probes seen in this process —
+    against which the probe before and after each timed chunk of a latency measurement is judged."""
 
     def __init__(self) -> None:
-        self.fastest_ms: float | None = None
+        self._fastest: list[float] = []  # ascending, at most FAST_STATE_PROBES
 
     def observe(self, probe_ms: float) -> None:
-        self.fastest_ms = probe_ms if self.fastest_ms is None else min(self.fastest_ms, probe_ms)
+        bisect.insort(self._fastest, probe_ms)
+        del self._fastest[FAST_STATE_PROBES:]
+
+    @property
+    def fastest_ms(self) -> float | None:
+        """The fast state's probe time (ms), or None before any probe."""
+        return statistics.median(self._fastest) if self._fastest else None
+
+    @property
+    def fastest_probes(self) -> list[float]:
+        """The fastest probes seen (what another process can start from, see `observe`)."""
+        return list(self._fastest)
 
     def is_steady(self, probe_ms: float) -> bool:
-        """Whether `probe_ms` is within STEADY_TOLERANCE of the fastest probe seen."""
+        """Whether `probe_ms` is within STEADY_TOLERANCE of the fast state."""
         return self.fastest_ms is not None and probe_ms <= self.fastest_ms * (1.0 + STEADY_TOLERANCE)
 
     def calibrate(self, seconds: float) -> None:
-        """Probe for about `seconds`, so the fastest state has been seen before anything is timed."""
+        """Probe for about `seconds`, so the fast state has been seen before anything is timed."""
         deadline = time.perf_counter() + seconds
         while time.perf_counter() < deadline:
             self.observe(speed_probe_ms())

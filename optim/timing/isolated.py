@@ -38,7 +38,7 @@ def measure_in_subprocess(engine: EngineSpec, artifact: Path, quantize: Quantize
     request = {"engine": engine.model_dump(mode="json"), "artifact": str(artifact),
                "quantize": quantize.model_dump(mode="json") if quantize else None,
                "inputs": paths, "latency": latency.model_dump(mode="json"), "threads": latency.threads,
-               "fastest_probe_ms": MACHINE_SPEED.fastest_ms}
+               "fast_state_probes": MACHINE_SPEED.fastest_probes}
     request_path, result_path = workdir / "timing_request.json", workdir / "timing_result.json"
     request_path.write_text(json.dumps(request, indent=1))
     result_path.unlink(missing_ok=True)

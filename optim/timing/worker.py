@@ -4,8 +4,8 @@ The process loads only the engine that runs the artifact, so no other runtime's 
 sessions of the parity check, PyTorch's pool after evaluation, an earlier variant's OpenVINO streams) shares
 the cores while it is timed. The request names the engine spec, the artifact and the quantize step it was
 built with (`Engine.load` runs it as built), the latency settings and one preprocessed input batch (.npy)
-per batch size; the result is one LatencyStats dict per batch size (see optim.latency). The parent's fastest
-speed probe, when given, is the steady state the worker's probes are judged against (it still probes 0.3 s).
+per batch size; the result is one LatencyStats dict per batch size (see optim.latency). The fastest speed probes
+the parent has seen, when given, start the worker's fast state (it still probes 0.3 s itself).
 """
 
 from __future__ import annotations
@@ -32,9 +32,9 @@ def time_artifact(request: dict) -> dict[str, dict]:
     quantize = QuantizeStep.model_validate(request["quantize"]) if request["quantize"] else None
     engine.load(Path(request["artifact"]), quantize, request["threads"])
     latency = LatencySpec.model_validate(request["latency"])
-    if request.get("fastest_probe_ms"):  # the run's own steady state, seen by its process before this one
-        MACHINE_SPEED.observe(request["fastest_probe_ms"])
-    MACHINE_SPEED.calibrate(seconds=0.3 if request.get("fastest_probe_ms") else 1.0)
+    for probe_ms in request.get("fast_state_probes") or ():  # the fast state the run's process has seen
+        MACHINE_SPEED.observe(probe_ms)
+    MACHINE_SPEED.calibrate(seconds=0.3 if request.get("fast_state_probes") else 1.0)
     results = {}
     try:
         for batch_size, path in request["inputs"].items():

@@ -66,7 +66,7 @@ PROBE_TOLERANCE = 0.15  # compare reports a probe that moved more than this agai
 STEADY_TOLERANCE = 0.10
 # The fast state is the median of this many fastest probes: on the current VM an idle second of probes spans
 # 0.305-0.36 ms (median 0.327), and one probe of 0.288 ms once made the minimum a reference that nearly every
-# later probe missed by more than STEADY_TOLERANCE (all figures of a quiet run marked unsteady).
+# later probe missed by more than STEADY_TOLERANCE (18 of 20 figures of a quiet run marked unsteady).
 FAST_STATE_PROBES = 20
 
 

@@ -171,19 +171,27 @@ def _run_locked(spec: ExperimentSpec, out_dir: Path, store: ResultStore, resume:
     return results
 
 
+def _identity(variant: VariantSpec, spec: ExperimentSpec) -> dict:
+    """The fields every record starts with: which variant, as specified, with which seed."""
+    return {"name": variant.name, "spec": variant.model_dump(mode="json"), "seed": spec.seed,
+            "engine": variant.engine.kind, "precision": variant.precision}
+
+
+def failed_record(variant: VariantSpec, spec: ExperimentSpec, reason: str) -> dict:
+    """The record of a variant that failed, with the reason (no figures)."""
+    return {**_identity(variant, spec), "status": "failed", "error": reason}
+
+
 def guarded(variant: VariantSpec, spec: ExperimentSpec, work: Callable[[], dict]) -> dict:
     """`variant`'s record from `work()` (its measured fields); any exception becomes a failed record with its
     reason, so a failing variant never loses the others' results."""
-    base = {"name": variant.name, "spec": variant.model_dump(mode="json"), "seed": spec.seed,
-            "engine": variant.engine.kind, "precision": variant.precision}
     start = time.perf_counter()
     try:
-        record = {**base, "status": "ok", "error": None, **work()}
+        record = {**_identity(variant, spec), "status": "ok", "error": None, **work()}
     except Exception as error:  # noqa: BLE001 -- a failing variant must never lose the others' results
         reason = f"{type(error).__name__}: {error}"
         tqdm.write(f"{variant.name}: FAILED — {reason}")
-        record = {**base, "status": "failed", "error": reason,
-                  "traceback": traceback.format_exc(limit=8)[-4000:]}
+        record = {**failed_record(variant, spec, reason), "traceback": traceback.format_exc(limit=8)[-4000:]}
     record["wall_seconds"] = round(time.perf_counter() - start, 1)
     record["finished_at"] = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
     return record

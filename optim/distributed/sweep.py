@@ -17,6 +17,7 @@ from tqdm import tqdm
 
 from optim.distributed import tasks
 from optim.distributed.cluster import TIMING_RESOURCE, Node, RayOptions, connected, usable_nodes
+from optim.runner import failed_record
 from optim.spec import ExperimentSpec, VariantSpec
 
 Lookup = Callable[[VariantSpec], tuple[dict, dict | None, list[str]]]
@@ -96,9 +97,7 @@ class _Sweep:
         try:
             record = self.ray.get(ref)
         except Exception as error:  # noqa: BLE001 -- one crashed variant must not stop the sweep
-            record = {"name": variant.name, "spec": variant.model_dump(mode="json"), "seed": self.spec.seed,
-                      "engine": variant.engine.kind, "precision": variant.precision, "status": "failed",
-                      "error": f"Ray task: {_reason(error)}", "wall_seconds": None,
+            record = {**failed_record(variant, self.spec, f"Ray task: {_reason(error)}"), "wall_seconds": None,
                       "finished_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())}
         if record["status"] != "ok":
             tqdm.write(f"{variant.name}: FAILED — {record['error']}")

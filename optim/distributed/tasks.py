@@ -107,7 +107,7 @@ def score(context: RunContext, name: str, baseline_detections: list | None) -> d
     run = worker_run(context)
     variant = run.variant(name)
     threads = engine_threads(ray)
-    _threads(threads)
+    os.environ["OMP_NUM_THREADS"] = str(threads)  # the engines' pools, also in processes this task starts
     torch.set_num_threads(context.torch_threads)
     spec = run.spec.model_copy(update={"latency": run.spec.latency.model_copy(update={"threads": threads})})
     baseline = detections_from_json(baseline_detections) if baseline_detections else None
